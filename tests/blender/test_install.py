@@ -1,0 +1,64 @@
+"""The built linux zip installs, registers, unregisters cleanly and re-enables
+in every supported Blender line: 4.2 LTS (Python 3.11), 5.0 (3.11), 5.2 (3.13).
+
+Each runs in its own process (one bpy per interpreter) through install_check.py,
+the same script the real Blender binary runs.
+"""
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from buildtools import envs
+
+HERE = Path(__file__).resolve().parent
+EXPECTED_CLASSES = {
+    "RUNWAY_PG_endpoint", "RUNWAY_OT_endpoint_add", "RUNWAY_OT_endpoint_remove",
+    "RUNWAY_OT_token_set", "RUNWAY_OT_token_clear", "RUNWAY_UL_endpoints", "RunwayPreferences",
+}
+
+
+def run_install_check(python: Path, zip_path: Path) -> dict:
+    user = tempfile.mkdtemp(prefix="runway-install-check-")
+    env = dict(os.environ, BLENDER_USER_RESOURCES=user)
+    proc = subprocess.run([str(python), str(HERE / "install_check.py"), "--zip", str(zip_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["user_dir"] = user
+    return result
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+@pytest.mark.parametrize("env,version", [(envs.BPY42, "4.2."), (envs.DEV, "5.0."),
+                                         (envs.BPY52, "5.2.")], ids=["4.2", "5.0", "5.2"])
+def test_installs_registers_and_unregisters(env, version, linux_zip):
+    r = run_install_check(envs.ensure(env), linux_zip)
+    assert r["blender"].startswith(version)
+    assert r["install"] == ["FINISHED"] and r["enabled"]
+    assert set(r["classes"]) == EXPECTED_CLASSES
+    assert set(r["registered"]) == EXPECTED_CLASSES
+    prefs = r["preferences"]
+    assert prefs["bl_idname"] == "bl_ext.user_default.runway"
+    assert prefs["default_runtime"] == "LOCAL_PROCESS"
+    # The cache lives in the extension's own user folder, inside the isolated user dir.
+    assert prefs["cache_path"].startswith(r["user_dir"])
+    assert {"token_set", "token_clear", "endpoint_add", "endpoint_remove"} <= set(r["operators"])
+    assert r["core_spec"] == "ModelSpec"
+    for name, info in r["wheels"].items():
+        assert "error" not in info, (name, info)
+    if env is not envs.DEV:
+        # Nothing else provides these there: they must come from the bundled
+        # wheels, unpacked for this Python into the extensions' site-packages.
+        py = "python" + r["python"].rsplit(".", 1)[0]
+        for name, info in r["wheels"].items():
+            assert f"/extensions/.local/lib/{py}/site-packages/" in info["file"], (name, info)
+    after = r["after_disable"]
+    assert not after["enabled"] and after["still_registered"] == [] and after["operators"] == []
+    again = r["after_reenable"]
+    assert again["enabled"] and set(again["registered"]) == EXPECTED_CLASSES and again["preferences"]

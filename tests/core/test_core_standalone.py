@@ -1,0 +1,39 @@
+"""core is usable in plain Python: every module imports with bpy made unimportable."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r"""
+import importlib, pkgutil, sys
+class NoBpy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "bpy" or name.startswith(("bpy.", "bpy_", "mathutils", "bmesh")):
+            raise ImportError("bpy is not available in this interpreter")
+sys.meta_path.insert(0, NoBpy())
+sys.path.insert(0, sys.argv[1])
+import runway_addon.core as core
+names = []
+for info in pkgutil.walk_packages(core.__path__, "runway_addon.core."):
+    importlib.import_module(info.name)
+    names.append(info.name)
+assert not any(m == "bpy" or m.startswith("bpy.") for m in sys.modules), "bpy got imported"
+print(len(names), " ".join(sorted(names)))
+"""
+
+
+def test_every_core_module_imports_without_bpy():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(ROOT)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    count, names = proc.stdout.split(" ", 1)
+    assert int(count) >= 4
+    assert "runway_addon.core.spec" in names and "runway_addon.core.tokens" in names
+
+
+def test_core_never_mentions_bpy_imports():
+    for path in (ROOT / "runway_addon" / "core").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            assert not stripped.startswith(("import bpy", "from bpy")), f"{path}: {line}"
