@@ -1,0 +1,58 @@
+"""Run a model server from a plain Python script, without Blender.
+
+    from runway_addon.core.client import connect
+
+    with connect("http://127.0.0.1:5000") as model:      # protocol auto-detected
+        model.wait_until_ready(60)                        # Cog; Runway: poll model.health()
+        spec = model.spec()                               # typed inputs and outputs
+        print([f.name for f in spec.command().inputs])
+        result = model.run({"image": pixels, "prompt": "a red fox"})
+        result.outputs["output"]                          # numpy / PIL / FileValue / str ...
+        result.metrics.get("predict_time")
+
+Inputs are Python values: numpy arrays (HxWxC, top-down) or PIL images for
+images, str, numbers, bools, lists, and paths or bytes for files. They are
+checked against the spec before anything is sent (``SpecValidationError`` says
+which field is wrong). Every failure is a ``core.errors.RunwayError`` whose
+message says what went wrong and what to do.
+
+``shared_dir``: a folder that this process and a local server see under the
+same path; large files then travel as bare paths instead of base64.
+
+To stop a run from another thread, pass ``cancel_event=threading.Event()`` to
+``run`` and set it; ``run`` then raises ``core.errors.Cancelled``.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from .protocols.base import ModelClient
+from .protocols.detect import detect_protocol
+from .spec import Protocol
+
+__all__ = ["connect", "detect_protocol", "Protocol"]
+
+
+def connect(url: str, *, token: Optional[str] = None,
+            protocol: Union[Protocol, str, None] = None, shared_dir: Optional[str] = None,
+            timeout: float = 600.0) -> ModelClient:
+    """A client for the model server at ``url``.
+
+    ``protocol`` (``"cog"``, ``"runway"``, ``"runway-hosted"``) skips detection;
+    when None the server is probed once (a few quick GETs). ``timeout`` bounds
+    each request of a run, in seconds.
+    """
+    if protocol is None:
+        protocol = detect_protocol(url, token=token, timeout=min(timeout, 10.0))
+    protocol = Protocol(protocol)
+    kwargs = dict(token=token, timeout=timeout, shared_dir=shared_dir)
+    if protocol is Protocol.COG:
+        from .protocols.cog import CogClient
+
+        return CogClient(url, **kwargs)
+    # Imported here so a Cog-only script does not load the Runway client.
+    from .protocols.runway import HostedRunwayClient, RunwayClient
+
+    if protocol is Protocol.RUNWAY:
+        return RunwayClient(url, **kwargs)
+    return HostedRunwayClient(url, **kwargs)

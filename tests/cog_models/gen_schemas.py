@@ -1,0 +1,177 @@
+"""Write ``.cog/openapi_schema.json`` for each test predictor.
+
+The Cog server reads that file to serve GET /openapi.json and to validate
+inputs; the Go ``cog build`` normally writes it, but the Go CLI is not on the
+package index. cog 0.23.1's Python package has the same inspector the server
+uses (``cog._inspector.create_predictor``, which gives each input's type and
+constraints and the output's JSON type); this script assembles the OpenAPI
+3.0.2 document around it in the layout cog-http.md describes.
+
+Usage (any Python; it re-runs itself with .venv-cog's)::
+
+    python tests/cog_models/gen_schemas.py [--check] [MODEL ...]
+
+``--check`` writes nothing and exits 1 when a checked-in schema is stale.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def _predictor_ref(model_dir: Path) -> tuple[str, str]:
+    m = re.search(r'^predict:\s*"?([^":]+)\.py:(\w+)"?\s*$', (model_dir / "cog.yaml").read_text(),
+                  re.M)
+    if not m:
+        raise SystemExit(f"{model_dir}/cog.yaml has no predict: line")
+    return m.group(1), m.group(2)
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ").title()
+
+
+def _accepts(module, predictor_name: str) -> dict[str, str]:
+    """``Input(accept=...)`` per input: the inspector keeps it out of InputField."""
+    import inspect
+
+    from cog import _inspector
+    from cog.input import FieldInfo
+
+    p = getattr(module, predictor_name)
+    fn = p
+    if inspect.isclass(p):  # the same choice of run()/predict() the server makes
+        _, fn = _inspector._selected_predict_method(p, f"{module.__name__}.{predictor_name}")
+    out = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        if isinstance(param.default, FieldInfo) and param.default.accept:
+            out[name] = param.default.accept
+    return out
+
+
+def build_schema(model_dir: Path) -> dict:
+    import importlib
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # BasePredictor/predict()
+
+    from cog import _adt as adt
+    from cog import _inspector
+
+    module_name, predictor_name = _predictor_ref(model_dir)
+    sys.modules.pop(module_name, None)  # every model folder has its own predict.py
+    sys.path.insert(0, str(model_dir))
+    try:
+        info = _inspector.create_predictor(module_name, predictor_name)
+        accepts = _accepts(importlib.import_module(module_name), predictor_name)
+    finally:
+        sys.path.remove(str(model_dir))
+
+    components: dict[str, dict] = {}
+    props: dict[str, dict] = {}
+    required: list[str] = []
+    optional = (adt.Repetition.OPTIONAL, adt.Repetition.OPTIONAL_REPEATED)
+    for name, f in sorted(info.inputs.items(), key=lambda kv: kv[1].order):
+        jt = f.type.json_type()
+        if f.choices is not None:
+            # Choices become a named enum component referenced through allOf.
+            enum = dict(jt, title=name, description="An enumeration.", enum=list(f.choices))
+            components[name] = enum
+            prop: dict = {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
+        else:
+            prop = dict(jt, title=_title(name))
+        if f.description:
+            prop["description"] = f.description
+        if f.default is not None:
+            prop["default"] = f.type.json_encode(f.default)
+        elif f.type.repetition not in optional:
+            required.append(name)
+        if f.type.repetition in optional:
+            prop["nullable"] = True
+        for key, value in (("minimum", f.ge), ("maximum", f.le), ("minLength", f.min_length),
+                           ("maxLength", f.max_length), ("pattern", f.regex)):
+            if value is not None:
+                if key in ("minimum", "maximum") and f.type.primitive is adt.PrimitiveType.INTEGER:
+                    value = int(value)
+                prop[key] = value
+        if f.deprecated:
+            prop["deprecated"] = True
+        if name in accepts:
+            prop["x-cog-accept"] = accepts[name]
+        prop["x-order"] = f.order
+        props[name] = prop
+
+    inp = {"title": "Input", "type": "object", "properties": props}
+    if required:
+        inp["required"] = required
+    components["Input"] = inp
+    components["Output"] = info.output.json_type()
+    return {
+        "openapi": "3.0.2",
+        "info": {"title": "Cog", "version": "0.1.0"},
+        "paths": {
+            "/predictions": {"post": {
+                "summary": "Predict",
+                "requestBody": {"content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/PredictionRequest"}}}},
+                "responses": {"200": {"description": "Successful Response", "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/PredictionResponse"}}}}},
+            }},
+        },
+        "components": {"schemas": {
+            **components,
+            "PredictionRequest": {"title": "PredictionRequest", "type": "object", "properties": {
+                "id": {"title": "Id", "type": "string"},
+                "input": {"$ref": "#/components/schemas/Input"}}},
+            "PredictionResponse": {"title": "PredictionResponse", "type": "object", "properties": {
+                "id": {"title": "Id", "type": "string"},
+                "output": {"$ref": "#/components/schemas/Output"},
+                "status": {"title": "Status", "type": "string"},
+                "error": {"title": "Error", "type": "string"},
+                "logs": {"title": "Logs", "type": "string", "default": ""}}},
+        }},
+    }
+
+
+def model_dirs(names: list[str]) -> list[Path]:
+    dirs = sorted(p.parent for p in HERE.glob("*/cog.yaml"))
+    return [d for d in dirs if not names or d.name in names]
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    names = [a for a in argv if not a.startswith("--")]
+    stale = []
+    for d in model_dirs(names):
+        text = json.dumps(build_schema(d), indent=2) + "\n"
+        target = d / ".cog" / "openapi_schema.json"
+        if check:
+            if not target.is_file() or target.read_text() != text:
+                stale.append(d.name)
+            continue
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(text)
+        print(f"wrote {target.relative_to(ROOT)}")
+    if stale:
+        print("stale schemas: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        import cog  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(ROOT))
+        from tests.cog_env import cog_python, ensure_cog_venv
+
+        py = cog_python(ensure_cog_venv(ROOT))
+        os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
+    sys.exit(main(sys.argv[1:]))
