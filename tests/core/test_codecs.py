@@ -1,0 +1,508 @@
+"""Codecs: exact round trips where lossless, bounded error where lossy, and garbage only
+ever raising CodecError. Real encoders and decoders, no mocks."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+
+from runway_addon.core import codecs
+from runway_addon.core.codecs import (FileValue, WireContext, decode_value, encode_value,
+                                      image_from_blender, image_to_blender)
+from runway_addon.core.errors import CodecError
+from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, CategoryField,
+                                    FileField, ImageBoundingBoxField, ImageField,
+                                    ImageLandmarksField, ImagePointField, IntegerField,
+                                    NumberField, SecretField, SegmentationField, TextField,
+                                    VectorField)
+
+SLOW = settings(deadline=None, max_examples=40,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def images(dtype, channels):
+    shape = st.tuples(st.integers(1, 24), st.integers(1, 24)).map(
+        lambda hw: hw if channels == 0 else hw + (channels,))
+    return hnp.arrays(dtype, shape, elements=st.integers(0, np.iinfo(dtype).max))
+
+
+# --------------------------------------------------------------------------- images
+
+@SLOW
+@given(data=st.data(), dtype=st.sampled_from([np.uint8, np.uint16]),
+       channels=st.sampled_from([1, 3, 4]), level=st.sampled_from([0, 1, 6]))
+def test_png_round_trip_is_exact_for_8_and_16_bit_every_channel_count(data, dtype, channels,
+                                                                      level):
+    img = data.draw(images(dtype, channels))
+    field = ImageField(name="im", channels=channels)
+    ctx = WireContext(image_format="PNG", png_compress_level=level)
+    wire = encode_value(field, img, ctx)
+    assert wire.startswith("data:image/png;base64,")
+    out = decode_value(field, wire, ctx)
+    assert out.dtype == dtype and out.shape == img.shape
+    np.testing.assert_array_equal(out, img)
+
+
+@SLOW
+@given(img=images(np.uint8, 0))
+def test_hxw_grey_array_decodes_as_hxwx1(img):
+    field = ImageField(name="im", channels=1)
+    out = decode_value(field, encode_value(field, img))
+    np.testing.assert_array_equal(out[:, :, 0], img)
+
+
+def test_pillow_reads_our_16_bit_colour_png_and_we_read_pillows_png():
+    img16 = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000
+    data = codecs.encode_image_bytes(img16, "PNG", compress_level=1)
+    with Image.open(io.BytesIO(data)) as im:  # a standard PNG: Pillow opens it (8-bit view)
+        assert im.size == (5, 4)
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), (img16 >> 8).astype(np.uint8))
+    rgba = np.random.default_rng(1).integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=9)
+    np.testing.assert_array_equal(codecs.decode_image_bytes(buf.getvalue()), rgba)
+
+
+def _png_with_filters(img: np.ndarray, kinds: np.ndarray) -> bytes:
+    """A 16-bit PNG whose rows use the given filter types (0-4), filtered vectorised (the
+    filter uses the original bytes, so no sequential dependency)."""
+    h, w, c = img.shape
+    bpp = 2 * c
+    rows = img.astype(">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int32)
+    a = np.zeros_like(rows); a[:, bpp:] = rows[:, :-bpp]
+    b = np.zeros_like(rows); b[1:] = rows[:-1]
+    cc = np.zeros_like(rows); cc[1:, bpp:] = rows[:-1, :-bpp]
+    p = a + b - cc
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - cc)
+    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, cc))
+    pred = np.stack([np.zeros_like(rows), a, b, (a + b) // 2, paeth])[kinds, np.arange(h)]
+    filtered = ((rows - pred) & 255).astype(np.uint8)
+    raw = np.concatenate([kinds.astype(np.uint8)[:, None], filtered], axis=1)
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(body, zlib.crc32(kind)) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes()))
+            + chunk(b"IEND", b""))
+
+
+@SLOW
+@given(data=st.data(), channels=st.sampled_from([1, 2, 3, 4]),
+       only_simple=st.booleans())
+def test_16_bit_png_with_any_row_filters_decodes_exactly(data, channels, only_simple):
+    img = data.draw(images(np.uint16, channels))
+    top = 2 if only_simple else 4
+    kinds = np.array(data.draw(st.lists(st.integers(0, top), min_size=img.shape[0],
+                                        max_size=img.shape[0])))
+    out = codecs.decode_image_bytes(_png_with_filters(img, kinds))
+    expected = codecs.convert_channels(img, 4) if channels == 2 else img
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_channel_conversion_rules():
+    rgba = np.zeros((2, 3, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 7
+    rgb_field = ImageField(name="im", channels=3)
+    out = decode_value(rgb_field, encode_value(rgb_field, rgba))
+    assert out.shape == (2, 3, 3) and (out[..., 0] == 200).all()  # alpha dropped
+    grey = np.full((2, 3), 90, dtype=np.uint8)
+    rgba_field = ImageField(name="im", channels=4)
+    out = decode_value(rgba_field, encode_value(rgba_field, grey))
+    assert (out[..., :3] == 90).all() and (out[..., 3] == 255).all()  # repeated, opaque
+    grey_field = ImageField(name="im", channels=1)
+    colour = np.zeros((1, 1, 3), dtype=np.uint8)
+    colour[0, 0] = (255, 0, 0)
+    out = decode_value(grey_field, encode_value(grey_field, colour))
+    expected = np.asarray(Image.fromarray(colour, "RGB").convert("L"))  # Pillow's luminance
+    assert out[0, 0, 0] == expected[0, 0]
+
+
+@SLOW
+@given(img=hnp.arrays(np.float32, st.tuples(st.integers(1, 16), st.integers(1, 16),
+                                            st.just(4)),
+                      elements=st.floats(-1, 2, width=32)))
+def test_float_images_are_clipped_and_rounded_to_8_bit(img):
+    field = ImageField(name="im", channels=4)
+    out = decode_value(field, encode_value(field, img))
+    np.testing.assert_array_equal(out, np.floor(np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def test_float_image_with_nan_becomes_black_not_an_error():
+    img = np.full((2, 2, 3), np.nan, dtype=np.float32)
+    field = ImageField(name="im")
+    assert (decode_value(field, encode_value(field, img)) == 0).all()
+
+
+def test_16_bit_forced_from_float_and_uint16_as_jpeg_becomes_8_bit():
+    img = np.linspace(0, 1, 64 * 64 * 3, dtype=np.float32).reshape(64, 64, 3)
+    field = ImageField(name="im")
+    out = decode_value(field, encode_value(field, img, WireContext(image_bit_depth=16)))
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, codecs.to_bit_depth(img, 16))
+    img16 = codecs.to_bit_depth(img, 16)
+    wire = encode_value(field, img16, WireContext(image_format="JPEG"))
+    assert wire.startswith("data:image/jpeg;base64,")
+    out = decode_value(field, wire)
+    assert out.dtype == np.uint8
+    assert np.abs(out.astype(int) - codecs.to_bit_depth(img16, 8)).mean() < 2
+
+
+def test_jpeg_is_close_and_rgba_field_falls_back_to_png():
+    y, x = np.mgrid[0:120, 0:160]
+    img = np.stack([x * 255 // 159, y * 255 // 119, (x + y) * 255 // 278], axis=2).astype(np.uint8)
+    field = ImageField(name="im", channels=3, default_format="JPEG")
+    wire = encode_value(field, img)  # the field's default format
+    assert wire.startswith("data:image/jpeg")
+    out = decode_value(field, wire)
+    assert np.abs(out.astype(int) - img).mean() < 2.0
+    assert np.abs(out.astype(int) - img).max() < 40
+    rgba = np.dstack([img, np.full(img.shape[:2], 128, np.uint8)])
+    wire = encode_value(ImageField(name="im", channels=4), rgba, WireContext(image_format="JPEG"))
+    assert wire.startswith("data:image/png")  # JPEG has no alpha: PNG keeps it
+
+
+def test_pil_images_and_other_decodable_formats():
+    rgb = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    field = ImageField(name="im")
+    np.testing.assert_array_equal(decode_value(field, encode_value(field, Image.fromarray(rgb))), rgb)
+    for fmt in ("BMP", "TIFF", "WEBP", "GIF"):
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+        raw = base64.b64encode(buf.getvalue()).decode()
+        for wire in (f"data:image/{fmt.lower()};base64,{raw}", raw):  # data URI and raw base64
+            out = decode_value(field, wire)
+            assert out.shape[:2] == (9, 7)
+            if fmt != "GIF":  # GIF quantises to a palette
+                np.testing.assert_array_equal(out[..., :3], rgb)
+
+
+def test_raw_base64_jpeg_starting_with_slash_is_not_taken_for_a_path():
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, format="JPEG")
+    raw = base64.b64encode(buf.getvalue()).decode()
+    assert raw.startswith("/9j/")
+    assert decode_value(ImageField(name="im"), raw).shape == (4, 4, 3)
+
+
+def test_shared_folder_paths_for_cog_and_refusal_outside_it(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    img = np.random.default_rng(3).integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    field = ImageField(name="../../evil\x00name", channels=4)
+    ctx = WireContext(protocol="cog", shared_dir=str(shared))
+    wire = encode_value(field, img, ctx)
+    assert os.path.dirname(wire) == str(shared) and os.path.isfile(wire)
+    assert encode_value(field, img, ctx) != wire  # unique names, nothing overwritten
+    np.testing.assert_array_equal(decode_value(field, wire, ctx), img)
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(open(wire, "rb").read())
+    for bad in (str(outside), str(shared / ".." / "secret.png"), "file://" + str(outside)):
+        with pytest.raises(CodecError, match="outside the shared folder"):
+            decode_value(field, bad, ctx)
+    # Runway images always travel as data URIs, shared folder or not.
+    assert encode_value(field, img, WireContext(shared_dir=str(shared))).startswith("data:")
+
+
+def test_urls_are_fetched_through_the_context():
+    data = codecs.encode_image_bytes(np.full((3, 3, 3), 9, np.uint8))
+    seen = []
+    ctx = WireContext(protocol="cog", fetch=lambda url: seen.append(url) or data)
+    out = decode_value(ImageField(name="im"), "https://example.invalid/a.png", ctx)
+    assert seen == ["https://example.invalid/a.png"] and (out == 9).all()
+    with pytest.raises(CodecError, match="no download function"):
+        decode_value(ImageField(name="im"), "https://example.invalid/a.png", WireContext())
+
+    def broken(url):
+        raise TimeoutError("slow")
+    with pytest.raises(CodecError, match="cannot download"):
+        decode_value(ImageField(name="im"), "http://x/y.png", WireContext(fetch=broken))
+
+
+# --------------------------------------------------------------------------- segmentation
+
+SEG = SegmentationField(name="seg", labels=["sky", "tree", "road"],
+                        label_to_id={"sky": 0, "tree": 3, "road": 7},
+                        label_to_color={"sky": (0, 0, 255), "tree": (0, 255, 0),
+                                        "road": (128, 128, 128)})
+
+
+@SLOW
+@given(data=st.data(), wire_kind=st.sampled_from(["ids", "colors"]))
+def test_segmentation_ids_round_trip(data, wire_kind):
+    shape = data.draw(st.tuples(st.integers(1, 20), st.integers(1, 20)))
+    ids = data.draw(hnp.arrays(np.uint8, shape, elements=st.sampled_from([0, 3, 7])))
+    wire = encode_value(SEG, ids, WireContext(segmentation_wire=wire_kind))
+    assert wire.startswith("data:image/png;base64,")
+    np.testing.assert_array_equal(decode_value(SEG, wire), ids)
+    np.testing.assert_array_equal(decode_value(SEG, encode_value(SEG, ids[:, :, None])), ids)
+
+
+def test_server_colour_map_maps_to_nearest_label():
+    cmap = np.zeros((1, 4, 3), dtype=np.uint8)
+    cmap[0] = [(10, 5, 240), (3, 250, 9), (120, 135, 127), (255, 255, 255)]
+    wire = codecs.to_data_uri(codecs.encode_image_bytes(cmap), "image/png")
+    assert decode_value(SEG, wire).tolist() == [[0, 3, 7, 7]]
+
+
+def test_segmentation_without_colours_or_ids_uses_order_and_a_fixed_palette():
+    field = SegmentationField(name="seg", labels=["a", "b", "c"])
+    ids = np.array([[0, 1], [2, 1]], dtype=np.uint8)
+    wire = encode_value(field, ids, WireContext(segmentation_wire="colors"))
+    np.testing.assert_array_equal(decode_value(field, wire), ids)
+    assert len(set(codecs.label_colors(field).values())) == 3
+
+
+def test_segmentation_unknown_ids_and_bad_values():
+    with pytest.raises(CodecError, match="seg: label ids \\[5\\]"):
+        encode_value(SEG, np.array([[0, 5]], dtype=np.uint8))
+    with pytest.raises(CodecError, match="seg"):
+        encode_value(SEG, np.zeros((2, 2), dtype=np.float32))
+
+
+# --------------------------------------------------------------------------- geometry, scalars
+
+coord = st.floats(0, 1, allow_nan=False)
+
+
+@given(p=st.tuples(coord, coord))
+def test_point_round_trip(p):
+    field = ImagePointField(name="pt")
+    assert decode_value(field, encode_value(field, p)) == list(p)
+
+
+@given(a=st.tuples(coord, coord, coord, coord))
+def test_box_round_trip_and_order(a):
+    field = ImageBoundingBoxField(name="box")
+    box = [min(a[0], a[2]), min(a[1], a[3]), max(a[0], a[2]), max(a[1], a[3])]
+    if box[0] < box[2] and box[1] < box[3]:
+        assert decode_value(field, encode_value(field, box)) == box
+    else:
+        with pytest.raises(CodecError, match="xmin < xmax"):
+            encode_value(field, box)
+
+
+@given(pts=st.lists(st.tuples(coord, coord), min_size=3, max_size=3))
+def test_landmarks_round_trip(pts):
+    field = ImageLandmarksField(name="lm", length=3)
+    assert decode_value(field, encode_value(field, np.array(pts))) == [list(p) for p in pts]
+
+
+@pytest.mark.parametrize("field,value,match", [
+    (ImagePointField(name="pt"), [0.5, 1.5], "not normalised"),
+    (ImagePointField(name="pt"), [0.5], "expected 2"),
+    (ImageLandmarksField(name="lm", length=2), [[0.1, 0.1]], "expected 2"),
+    (VectorField(name="z", length=3), [1, 2], "expected 3"),
+    (VectorField(name="z", length=2), [1, float("nan")], "not a finite"),
+    (NumberField(name="n"), float("nan"), "not a finite"),
+    (NumberField(name="n"), 10 ** 400, "too large"),
+    (NumberField(name="n"), True, "not a number"),
+    (NumberField(name="n"), "1.5", "not a number"),
+    (IntegerField(name="i"), 2.5, "not a whole number"),
+    (BooleanField(name="b"), 1, "not true or false"),
+    (TextField(name="t"), 5, "not text"),
+    (CategoryField(name="c", choices=["a", 1]), "1", "not one of"),
+    (CategoryField(name="c", choices=[1, 2]), True, "not one of"),
+])
+def test_encode_refuses_wrong_values_naming_the_field(field, value, match):
+    with pytest.raises(CodecError, match=rf"^{field.name}(\[\d+\])?: .*{match}"):
+        encode_value(field, value)
+
+
+def test_scalars_and_passthrough_types():
+    assert encode_value(IntegerField(name="i"), np.int64(3)) == 3
+    assert encode_value(IntegerField(name="i"), 4.0) == 4
+    assert encode_value(NumberField(name="n"), np.float32(0.5)) == 0.5
+    assert encode_value(CategoryField(name="c", choices=["x", 2]), 2) == 2
+    assert encode_value(VectorField(name="v", length=2), np.array([1, 2])) == [1.0, 2.0]
+    assert encode_value(AnyField(name="a"), {"k": np.arange(2)}) == {"k": [0, 1]}
+    assert decode_value(NumberField(name="n"), float("inf")) == float("inf")  # faithful
+    assert decode_value(TextField(name="t"), "hi") == "hi"
+
+
+def test_secret_is_passed_through_and_never_shown():
+    field = SecretField(name="token")
+    assert encode_value(field, "s3cr3t") == "s3cr3t"
+    with pytest.raises(CodecError) as err:
+        encode_value(field, b"s3cr3t-bytes")
+    assert "s3cr3t" not in str(err.value)
+
+
+def test_arrays_are_recursive_and_name_the_item():
+    field = ArrayField(name="imgs", item=ImageField(name="image", channels=3))
+    imgs = [np.full((2, 2, 3), i, np.uint8) for i in range(3)]
+    out = decode_value(field, encode_value(field, imgs))
+    assert all(np.array_equal(a, b) for a, b in zip(out, imgs))
+    with pytest.raises(CodecError, match=r"^imgs\[1\]: "):
+        encode_value(field, [imgs[0], "not an image"])
+    stream = ArrayField(name="text", item=TextField(name="t"), iterator=True, concatenate=True)
+    assert decode_value(stream, ["Hel", "lo"]) == "Hello"
+
+
+# --------------------------------------------------------------------------- files
+
+def test_files_for_cog_and_runway(tmp_path):
+    src = tmp_path / "clip.wav"
+    src.write_bytes(b"RIFF....WAVE")
+    field = FileField(name="audio")
+    wire = encode_value(field, str(src), WireContext(protocol="cog"))
+    assert wire.startswith("data:audio/") and wire.endswith(base64.b64encode(b"RIFF....WAVE").decode())
+    back = decode_value(field, wire, WireContext(protocol="cog"))
+    assert isinstance(back, FileValue) and back.data == b"RIFF....WAVE"
+    assert back.name.startswith("audio") and back.mime.startswith("audio/")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    ctx = WireContext(protocol="cog", shared_dir=str(shared))
+    path = encode_value(field, FileValue(name="../../x.wav", data=b"abc"), ctx)
+    assert os.path.dirname(path) == str(shared) and open(path, "rb").read() == b"abc"
+    assert encode_value(field, path, ctx) == os.path.realpath(path)  # already shared: no copy
+    got = decode_value(field, path, ctx)
+    assert got.path == os.path.realpath(path) and got.read_bytes() == b"abc"
+    # Runway: paths inside the container and URLs pass through both ways.
+    assert encode_value(field, "/models/ckpt.pth") == "/models/ckpt.pth"
+    assert decode_value(field, "https://h/x.tar") == "https://h/x.tar"
+    with pytest.raises(CodecError, match="does not exist"):
+        encode_value(field, str(tmp_path / "missing.wav"), WireContext(protocol="cog"))
+
+
+def test_downloaded_file_names_are_sanitised_before_writing(tmp_path):
+    ctx = WireContext(protocol="cog", fetch=lambda url: b"data")
+    fv = decode_value(FileField(name="out"), "https://h/a/..%2F..%2Fetc%2Fpasswd", ctx)
+    assert "/" not in fv.name and ".." not in fv.name
+    path = fv.save(str(tmp_path))
+    assert os.path.dirname(path) == str(tmp_path)
+    assert fv.save(str(tmp_path)) != path  # never overwrites
+
+
+@given(st.text(max_size=300))
+def test_safe_filename_properties(name):
+    safe = codecs.safe_filename(name)
+    assert safe and len(safe) <= codecs.MAX_NAME_LENGTH
+    assert "/" not in safe and "\\" not in safe and ".." not in safe
+    assert safe not in (".", "..") and not any(ord(ch) < 32 or ord(ch) == 127 for ch in safe)
+
+
+# --------------------------------------------------------------------------- Blender pixels
+
+def _srgb_reference(x):  # float64 textbook formula
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.abs(x) ** (1 / 2.4) - 0.055)
+
+
+@given(hnp.arrays(np.float32, st.integers(1, 200), elements=st.floats(0, 4, width=32)))
+def test_srgb_transfer_matches_the_formula_and_inverts(x):
+    enc = codecs.linear_to_srgb(x)
+    assert enc.dtype == np.float32
+    np.testing.assert_allclose(enc, _srgb_reference(x), rtol=2e-6, atol=2e-7)
+    np.testing.assert_allclose(codecs.srgb_to_linear(enc), x, rtol=2e-5, atol=2e-7)
+
+
+def test_srgb_known_values():
+    np.testing.assert_allclose(codecs.linear_to_srgb(np.array([0, 0.0031308, 0.5, 1], np.float32)),
+                               [0, 0.040449936, 0.7353569, 1.0], rtol=1e-6, atol=1e-7)
+
+
+@SLOW
+@given(data=st.data(), channels=st.sampled_from([1, 3, 4]))
+def test_blender_pixels_round_trip_and_flip(data, channels):
+    h, w = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12))
+    img = data.draw(hnp.arrays(np.uint8, (h, w, channels)))
+    flat, bw, bh = image_to_blender(img)
+    assert (bw, bh) == (w, h) and flat.dtype == np.float32 and flat.size == w * h * 4
+    blender = flat.reshape(h, w, 4)
+    rgba = codecs.convert_channels(img, 4)
+    # Blender's first row is the image's bottom row; values are linear there.
+    np.testing.assert_allclose(blender[0, :, :3], codecs.srgb_to_linear(rgba[-1, :, :3] / 255),
+                               rtol=1e-6)
+    back = image_from_blender(flat, w, h)
+    np.testing.assert_array_equal(codecs.to_bit_depth(back, 8), rgba)
+    flat16, _, _ = image_to_blender(rgba.astype(np.uint16) * 257)
+    np.testing.assert_allclose(flat16, flat, rtol=1e-6)
+
+
+def test_byte_blender_images_are_only_flipped():
+    img = np.random.default_rng(5).random((3, 4, 4), dtype=np.float32)
+    flat = img[::-1].reshape(-1)  # as Blender would hold it
+    np.testing.assert_array_equal(image_from_blender(flat, 4, 3, linear=False), img)
+    out, w, h = image_to_blender(img, linear=False)
+    np.testing.assert_array_equal(out, flat)
+    with pytest.raises(CodecError, match="do not make a 4x4"):
+        image_from_blender(flat, 4, 4)
+
+
+# --------------------------------------------------------------------------- garbage
+
+ALL_FIELDS = [
+    ImageField(name="image"), TextField(name="text"), NumberField(name="number"),
+    IntegerField(name="integer"), BooleanField(name="boolean"),
+    CategoryField(name="category", choices=["a", "b"]), VectorField(name="vector", length=2),
+    ArrayField(name="array", item=ImageField(name="image")), FileField(name="file"), SEG,
+    ImagePointField(name="point"), ImageBoundingBoxField(name="box"),
+    ImageLandmarksField(name="landmarks", length=2), SecretField(name="secret"),
+    AnyField(name="any"),
+]
+
+garbage = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
+    | st.binary(max_size=200)
+    | st.sampled_from(["data:image/png;base64,!!!", "data:,", "data:image/png;base64,iVBORw0KGgo",
+                       "http://", "/etc/passwd", "file:///etc/passwd", "\x00", "9" * 5000,
+                       base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(50)).decode()])
+    | hnp.arrays(st.sampled_from([np.uint8, np.int64, np.float64, np.bool_, np.complex64]),
+                 hnp.array_shapes(min_dims=0, max_dims=4, max_side=5)),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5),
+                                                                      children, max_size=3),
+    max_leaves=10)
+
+
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(ALL_FIELDS), value=garbage,
+       protocol=st.sampled_from(["runway", "cog"]))
+def test_garbage_only_ever_raises_codec_error(field, value, protocol):
+    ctx = WireContext(protocol=protocol, fetch=lambda url: b"not an image")
+    for fn in (encode_value, decode_value):
+        try:
+            fn(field, value, ctx)
+        except CodecError as e:
+            assert str(e).startswith(field.name) or field.name in str(e)
+
+
+@settings(deadline=None, max_examples=150)
+@given(data=st.binary(min_size=0, max_size=400))
+def test_random_and_truncated_image_bytes_raise_codec_error(data):
+    good = codecs.encode_image_bytes(np.zeros((4, 4, 3), np.uint16), compress_level=1)
+    for blob in (data, good[: len(data) % len(good)], good[:40] + data):
+        for wire in (blob, base64.b64encode(blob).decode(), codecs.to_data_uri(blob, "image/png")):
+            try:
+                decode_value(ImageField(name="im"), wire)
+            except CodecError:
+                pass
+
+
+def test_decompression_bomb_is_refused():
+    header = struct.pack(">IIBBBBB", 100000, 100000, 16, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header + struct.pack(
+        ">I", zlib.crc32(header, zlib.crc32(b"IHDR")) & 0xFFFFFFFF)
+    idat = zlib.compress(b"\x00" * 1000)
+    bomb += struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(
+        ">I", zlib.crc32(idat, zlib.crc32(b"IDAT")) & 0xFFFFFFFF)
+    with pytest.raises(CodecError, match="too large"):
+        codecs.decode_image_bytes(bomb)
+
+
+def test_core_never_imports_bpy():
+    code = ("import sys, runway_addon.core.codecs, runway_addon.core.validation; "
+            "assert 'bpy' not in sys.modules")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
