@@ -943,7 +943,8 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     # 1.055 * x^(1/2.4) - 0.055 as exp(log(x)/2.4 + log(1.055)) - 0.055: numpy's float32
     # exp/log are SIMD-vectorised, its power is not (3x slower here).
-    out = np.maximum(x, _SRGB_CUT_LINEAR)
+    out = np.array(x)  # a copy that stays an array even for a scalar
+    np.maximum(out, _SRGB_CUT_LINEAR, out=out)
     np.log(out, out=out)
     out *= np.float32(1 / 2.4)
     out += np.float32(math.log(1.055))
@@ -958,7 +959,8 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     """Inverse of ``linear_to_srgb``, float32, vectorised."""
     x = np.asarray(x, dtype=np.float32)
-    out = np.maximum(x, _SRGB_CUT_ENCODED)
+    out = np.array(x)
+    np.maximum(out, _SRGB_CUT_ENCODED, out=out)
     out += np.float32(0.055)
     np.log(out, out=out)
     out -= np.float32(math.log(1.055))
