@@ -2,7 +2,8 @@
 registered, disable it, look again, and enable it once more.
 
 One script for every Blender: ``python install_check.py --zip Z`` with the bpy
-module, or ``blender -b --python install_check.py -- --zip Z`` with a binary.
+module, or ``blender -b --python install_check.py -- --installed`` with a binary
+after ``blender --command extension install-file -e Z``.
 It refuses to run unless BLENDER_USER_RESOURCES points at a throw-away folder,
 so it never touches a real user's Blender. Prints one line ``RESULT {json}``.
 """
@@ -17,17 +18,25 @@ PKG = "bl_ext.user_default.runway"
 def main():
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     parser = argparse.ArgumentParser()
-    parser.add_argument("--zip", required=True)
+    parser.add_argument("--zip", help="install this zip first")
+    parser.add_argument("--installed", action="store_true",
+                        help="check an extension installed beforehand (blender --command "
+                             "extension install-file -e)")
     args = parser.parse_args(argv)
+    if not (args.zip or args.installed):
+        sys.exit("give --zip or --installed")
     if not os.environ.get("BLENDER_USER_RESOURCES"):
         sys.exit("BLENDER_USER_RESOURCES must point at a temporary folder")
 
     import bpy
 
     out = {"blender": bpy.app.version_string, "python": sys.version.split()[0]}
-    result = bpy.ops.extensions.package_install_files(
-        filepath=args.zip, repo="user_default", enable_on_install=True)
-    out["install"] = sorted(result)
+    if args.installed:
+        out["install"] = ["ALREADY"]
+    else:
+        result = bpy.ops.extensions.package_install_files(
+            filepath=args.zip, repo="user_default", enable_on_install=True)
+        out["install"] = sorted(result)
     out["enabled"] = PKG in bpy.context.preferences.addons
     mod = sys.modules.get(PKG)
     classes = list(mod.blender.classes) if mod else []
