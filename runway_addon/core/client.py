@@ -3,7 +3,7 @@
     from runway_addon.core.client import connect
 
     with connect("http://127.0.0.1:5000") as model:      # protocol auto-detected
-        model.wait_until_ready(60)                        # Cog; Runway: poll model.health()
+        model.wait_until_ready(60)                        # polls health(); every protocol
         spec = model.spec()                               # typed inputs and outputs
         print([f.name for f in spec.command().inputs])
         result = model.run({"image": pixels, "prompt": "a red fox"})

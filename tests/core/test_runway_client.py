@@ -598,7 +598,7 @@ def test_hosted_wakes_up(hosted):
     assert client.url.endswith("/v1")
     assert client.status() == "starting"
     assert client.health().state == HealthState.STARTING
-    client.wait_until_running(10, first_delay=0.1)
+    client.wait_until_ready(10, first_delay=0.1)
     assert client.health().state == HealthState.READY
     img = rgb_image(64, 64)
     out = client.run({"image": img}).outputs["image"]

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from ..errors import Cancelled, ModelNotReady
 from ..spec import ModelSpec, Protocol
 
 
@@ -56,6 +58,36 @@ class ModelClient(ABC):
 
     @abstractmethod
     def health(self) -> Health: ...
+
+    def wait_until_ready(self, timeout: float = 300.0, *,
+                         cancel_event: Optional[threading.Event] = None,
+                         first_delay: float = 0.05, max_delay: float = 0.5) -> Health:
+        """Poll ``health()`` with backoff until READY (or BUSY: up and working).
+
+        A refused connection or a setup still running keeps waiting; a failed
+        setup, a defunct or unhealthy server raises ModelNotReady at once; so
+        does running out of time. ``cancel_event`` raises Cancelled."""
+        deadline = time.monotonic() + timeout
+        delay = first_delay
+        while True:
+            h = self.health()
+            if h.state in (HealthState.READY, HealthState.BUSY):
+                return h
+            if h.state in (HealthState.SETUP_FAILED, HealthState.DEFUNCT, HealthState.UNHEALTHY):
+                raise ModelNotReady(f"The model at {self.url} cannot run: "
+                                    f"{h.detail or h.state.value}.",
+                                    hint="See the model's logs.", details=h.logs)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ModelNotReady(
+                    f"The model at {self.url} was not ready after {timeout:g} s "
+                    f"(last state: {h.state.value}).", details=h.logs or h.detail)
+            if cancel_event is not None:
+                if cancel_event.wait(min(delay, left)):
+                    raise Cancelled("Stopped waiting for the model.")
+            else:
+                time.sleep(min(delay, left))
+            delay = min(delay * 1.5, max_delay)
 
     @abstractmethod
     def spec(self) -> ModelSpec: ...

@@ -300,29 +300,6 @@ class CogClient(ModelClient):
             detail = "the model's setup() failed"
         return Health(state, detail=detail, logs=str(setup.get("logs") or ""))
 
-    def wait_until_ready(self, timeout: float = 300.0, *,
-                         cancel_event: Optional[threading.Event] = None) -> Health:
-        """Poll the health until READY (or BUSY: up and working). Raises
-        ModelNotReady when setup failed, the server is defunct, or time runs out."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
-            h = self.health()
-            if h.state in (HealthState.READY, HealthState.BUSY):
-                return h
-            if h.state in (HealthState.SETUP_FAILED, HealthState.DEFUNCT):
-                raise ModelNotReady(f"The Cog model cannot run: {h.detail}.",
-                                    hint="See the setup logs.", details=h.logs)
-            if time.monotonic() + delay > deadline:
-                raise ModelNotReady(
-                    f"The Cog server at {self.url} was not ready after {timeout:g} s "
-                    f"(last state: {h.state.value}).", details=h.logs or h.detail)
-            if cancel_event is not None and cancel_event.wait(delay):
-                raise Cancelled("Stopped waiting for the model.")
-            elif cancel_event is None:
-                time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-
     def openapi(self) -> dict:
         """The server's raw OpenAPI document."""
         r = self._request("GET", "/openapi.json", timeout=min(self.timeout, 30.0))

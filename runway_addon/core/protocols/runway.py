@@ -686,16 +686,17 @@ class HostedRunwayClient(_RunwayHTTP):
             return Health(HealthState.STARTING, "waking up")
         return Health(HealthState.UNHEALTHY, f"unknown status {state!r}")
 
-    def wait_until_running(self, timeout: float = 300.0, *,
-                           cancel_event: Optional[threading.Event] = None,
-                           first_delay: float = 0.5, max_delay: float = 5.0) -> None:
-        """Poll GET /v1/ until the model runs (the first poll wakes it), with backoff."""
+    def wait_until_ready(self, timeout: float = 300.0, *,
+                         cancel_event: Optional[threading.Event] = None,
+                         first_delay: float = 0.5, max_delay: float = 5.0) -> Health:
+        """Poll GET /v1/ until the model runs (the first poll wakes it), with a slower
+        backoff than a local server needs. A refused token raises AuthError at once."""
         cancel = cancel_event or threading.Event()
         deadline = time.monotonic() + timeout
         delay = first_delay
         while True:
             if self.status() == "running":
-                return
+                return Health(HealthState.READY)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ModelNotReady(f"The hosted model at {self.url} did not wake up within "
@@ -729,6 +730,6 @@ class HostedRunwayClient(_RunwayHTTP):
         """POST /v1/query, after waking the model if it was not seen running."""
         cmd = self._cached_spec().command(command)
         if not self._running:
-            self.wait_until_running(self.timeout, cancel_event=cancel_event)
+            self.wait_until_ready(self.timeout, cancel_event=cancel_event)
         return self._post_run("query", cmd, inputs, run_id=run_id, cancel_event=cancel_event,
                               send=self._request)
