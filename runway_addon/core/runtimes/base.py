@@ -36,6 +36,10 @@ class RuntimeFailed(RunwayError):
     """The model could not be started or died; ``message`` + ``hint`` say what to do."""
 
 
+class StartAborted(RuntimeFailed):
+    """``stop()`` was called while ``start()`` ran: the session is STOPPED, not FAILED."""
+
+
 class ModelSession(ABC):
     """A model server started somewhere. Thread-safe: ``stop`` may be called from
     any thread, in any state, any number of times, and frees everything."""
