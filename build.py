@@ -93,13 +93,15 @@ def main(argv=None) -> int:
     sub.add_parser("setup", help="create .venv (bpy + test tools)").set_defaults(fn=cmd_setup)
     sub.add_parser("lock", help="re-resolve all pinned locks").set_defaults(fn=cmd_lock)
     sub.add_parser("dist", help="build the extension zips").set_defaults(fn=cmd_dist)
-    p = sub.add_parser("test", help="run the whole test suite")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("test", help="run the whole test suite; other arguments go to pytest")
     p.set_defaults(fn=cmd_test)
     p = sub.add_parser("demo", help="run the main job on the built-in default")
     p.add_argument("--out", default=str(ROOT / "out" / "demo"))
     p.set_defaults(fn=cmd_demo)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra
     return args.fn(args)
 
 
