@@ -1,0 +1,539 @@
+"""DockerSession against the real Docker engine, with images built offline by
+buildtools.images from the predictors in tests/docker_models (built once, then
+reused while their content hash matches).
+
+Needs a running engine (CI starts dockerd) and root (debootstrap, chroot) the
+first time the images are built. The remote-engine test starts a second dockerd
+on tcp://127.0.0.1:23750 with its own data root, exec root and bridge.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from runway_addon.core.errors import RunwayError  # noqa: E402
+from runway_addon.core.runtimes import docker as rt  # noqa: E402
+from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
+from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
+
+pytestmark = pytest.mark.docker
+
+MODELS = ROOT / "tests" / "docker_models"
+INVERT = "runway-test/invert:latest"
+MEMHOG = "runway-test/memhog:latest"
+REMOTE_HOST = "tcp://127.0.0.1:23750"
+
+
+# ---------------------------------------------------------------- fixtures
+
+def _engine():
+    import docker
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+        return client
+    except Exception as exc:
+        pytest.skip(f"no Docker engine reachable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def engine():
+    client = _engine()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def images(engine):
+    """The two test images, built once per session (reused when up to date)."""
+    from buildtools import images as build
+
+    return {name: build.build_model_image(MODELS / name, tag)
+            for name, tag in (("invert", INVERT), ("memhog", MEMHOG))}
+
+
+@pytest.fixture
+def owner():
+    """A fresh owner id per test, so orphan cleanup never meets other tests' containers."""
+    return "test-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def sessions(engine, owner):
+    """Sessions made by a test; all stopped, and their containers checked gone, after."""
+    made = []
+
+    def make(name="invert", image=INVERT, **kw):
+        kw.setdefault("owner", owner)
+        s = DockerSession(name, image, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+    for c in engine.containers.list(all=True, filters={"label": f"{rt.OWNER_LABEL}={owner}"}):
+        c.remove(force=True)
+        pytest.fail(f"container {c.name} outlived its session")
+
+
+def _pattern(h=6, w=7) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def _png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _decode_output(output: str) -> np.ndarray:
+    assert output.startswith("data:image/png;base64,"), output[:60]
+    data = base64.b64decode(output.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        # SO_REUSEADDR: our own closed connections may leave TIME_WAIT entries;
+        # a listener still holding the port makes the bind fail all the same.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _wait(predicate, timeout=15.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+# ---------------------------------------------------------------- pure: the request we build
+
+def test_container_config_is_hardened_and_labelled():
+    cfg = rt.container_config("img:1", model="invert", owner="me", session_id="abc123",
+                              mem_limit=512 << 20, shared_dir="/tmp/share-x", env={"A": "1"},
+                              user="1000:1000")
+    assert cfg["ports"] == {"5000/tcp": ("127.0.0.1", None)}  # loopback, Docker picks the port
+    assert cfg["privileged"] is False
+    assert cfg["network_mode"] == "bridge"
+    assert cfg["cap_drop"] == ["ALL"]
+    assert "no-new-privileges" in cfg["security_opt"]
+    assert cfg["mem_limit"] == cfg["memswap_limit"] == 512 << 20  # no swap: OOM is real
+    assert cfg["volumes"] == {"/tmp/share-x": {"bind": "/tmp/share-x", "mode": "rw"}}
+    assert cfg["labels"][rt.OWNER_LABEL] == "me"
+    assert cfg["labels"][rt.SESSION_LABEL] == "abc123"
+    assert cfg["labels"][rt.MODEL_LABEL] == "invert"
+    assert cfg["labels"][rt.PID_LABEL] == str(os.getpid())
+    assert cfg["environment"] == {"A": "1"} and cfg["user"] == "1000:1000"
+    assert "device_requests" not in cfg and "mem_swappiness" not in cfg
+    bare = rt.container_config("img:1", model="m", owner="me", session_id="s")
+    assert "mem_limit" not in bare and "volumes" not in bare
+
+
+def test_container_config_gpu_device_request():
+    cfg = rt.container_config("img:1", model="m", owner="o", session_id="s", gpu=True)
+    (req,) = cfg["device_requests"]
+    assert req["Count"] == -1 and req["Capabilities"] == [["gpu"]]
+    assert not req.get("DeviceIDs")
+    cfg = rt.container_config("img:1", model="m", owner="o", session_id="s", gpu=True,
+                              gpu_ids=[0, "2"])
+    (req,) = cfg["device_requests"]
+    assert req["DeviceIDs"] == ["0", "2"] and req["Capabilities"] == [["gpu"]]
+    assert not req.get("Count")
+    assert cfg["privileged"] is False  # GPUs come through the device request, never privilege
+
+
+# ---------------------------------------------------------------- engine checks, no image needed
+
+def test_gpu_without_nvidia_runtime_fails_clearly(engine, sessions):
+    assert "nvidia" not in (engine.info().get("Runtimes") or {})  # this machine has none
+    with pytest.raises(RuntimeFailed) as err:
+        rt.check_gpu_support(engine)
+    assert "NVIDIA runtime" in err.value.message and "runc" in err.value.message
+    assert "NVIDIA Container Toolkit" in err.value.hint
+    s = sessions(gpu=True)
+    with pytest.raises(RuntimeFailed, match="NVIDIA"):
+        s.start(timeout=30)
+    assert s.state is SessionState.FAILED and "NVIDIA" in s.reason
+
+
+@pytest.mark.parametrize("host", ["unix:///tmp/runway-no-such-docker.sock",
+                                  "tcp://127.0.0.1:1"])
+def test_docker_unreachable_says_docker_unavailable(host, sessions):
+    s = sessions(docker_host=host)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeFailed) as err:
+        s.start(timeout=30)
+    assert time.monotonic() - t0 < 20
+    assert err.value.message.startswith("Docker unavailable")
+    assert "Docker service" in err.value.hint  # Linux wording on this machine
+    assert s.state is SessionState.FAILED and s.reason.startswith("Docker unavailable")
+    s.stop()  # harmless on a session that holds nothing
+    assert s.state is SessionState.FAILED
+
+
+def test_missing_image_that_cannot_be_pulled(engine, sessions):
+    name = f"runway-test/not-built-{uuid.uuid4().hex[:8]}:latest"
+    s = sessions("ghost", name)
+    with pytest.raises(RuntimeFailed) as err:
+        s.start(timeout=120)
+    assert f"The Docker image {name} is not on this machine and could not be pulled" \
+        in err.value.message
+    assert "python3 build.py models --docker ghost" in err.value.hint
+    assert s.state is SessionState.FAILED
+    s2 = sessions("ghost", name, pull=False)  # no registry asked at all
+    with pytest.raises(RuntimeFailed, match="is not on this machine"):
+        s2.start(timeout=30)
+
+
+def test_stop_while_preparing(engine, sessions, owner):
+    """stop() from another thread while the image is being fetched ends start() at once."""
+    events = []
+
+    def on_event(ev):
+        events.append(ev)
+        if ev.state is SessionState.PREPARING and ev.message.startswith("pulling"):
+            threading.Thread(target=s.stop).start()
+
+    s = sessions("ghost", f"runway-test/not-built-{uuid.uuid4().hex[:8]}:latest",
+                 on_event=on_event)
+    with pytest.raises(RuntimeFailed, match="stopped while starting"):
+        s.start(timeout=120)
+    assert _wait(lambda: s.state is SessionState.STOPPED, 5)
+    assert s.url is None and s.shared_dir is None
+    assert not engine.containers.list(all=True,
+                                      filters={"label": f"{rt.OWNER_LABEL}={owner}"})
+
+
+# ---------------------------------------------------------------- real runs
+
+@pytest.mark.slow  # may build the test images first
+def test_run_returns_inverted_pixels_and_is_locked_down(engine, images, sessions):
+    assert images["invert"]["size"] < 250e6
+    events = []
+    s = sessions(mem_limit=512 << 20, on_event=events.append)
+    s.start(timeout=120)
+    assert s.state is SessionState.RUNNING
+    assert [e.state for e in events][:3] == [SessionState.PREPARING, SessionState.STARTING,
+                                             SessionState.RUNNING]
+    assert s.url == f"http://127.0.0.1:{s.host_port}"
+    img = _pattern()
+
+    # 1. Through the add-on's Cog client: the input goes through the shared folder.
+    with s.client() as model:
+        result = model.run({"image": img})
+        data = result.outputs["output"].read_bytes()  # a FileValue (Path output)
+    out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(out, 255 - img)
+
+    # 2. Plain HTTP with a bare path in the shared folder: same path on both sides.
+    src = Path(s.shared_dir) / "in.png"
+    src.write_bytes(_png(img))
+    r = requests.post(s.url + "/predictions", json={"input": {"image": str(src)}}, timeout=60)
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    np.testing.assert_array_equal(_decode_output(r.json()["output"]), 255 - img)
+
+    # What the engine really did.
+    c = engine.containers.get(s.container_id)
+    host = c.attrs["HostConfig"]
+    assert host["PortBindings"] == {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    published = c.attrs["NetworkSettings"]["Ports"]["5000/tcp"]
+    assert published and all(b["HostIp"] == "127.0.0.1" for b in published)
+    assert int(published[0]["HostPort"]) == s.host_port
+    assert host["Privileged"] is False and host["NetworkMode"] == "bridge"
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["Memory"] == host["MemorySwap"] == 512 << 20
+    assert c.labels[rt.OWNER_LABEL] == s.owner and c.labels[rt.SESSION_LABEL] == s.session_id
+    assert c.labels[rt.MODEL_LABEL] == "invert"
+    (mount,) = c.attrs["Mounts"]
+    assert mount["Source"] == mount["Destination"] == s.shared_dir and mount["RW"]
+    assert "Setup complete" in s.logs()
+
+    shared, port, cid = s.shared_dir, s.host_port, s.container_id
+    t0 = time.monotonic()
+    s.stop()
+    assert time.monotonic() - t0 < 15
+    assert s.state is SessionState.STOPPED and s.url is None
+    import docker.errors
+    with pytest.raises(docker.errors.NotFound):
+        engine.containers.get(cid)
+    assert _wait(lambda: _port_free(port), 5) and not os.path.exists(shared)
+    s.stop()  # twice is fine
+    assert s.state is SessionState.STOPPED
+
+
+@pytest.mark.slow  # may build the test images first
+def test_host_port_5000_taken_still_works(images, sessions):
+    blocker = socket.socket()
+    try:
+        blocker.bind(("127.0.0.1", 5000))
+        blocker.listen(1)
+    except OSError:
+        pass  # already taken by someone else: the situation we want anyway
+    try:
+        s = sessions()
+        s.start(timeout=120)
+        assert s.host_port != 5000
+        assert requests.get(s.url + "/health-check", timeout=5).json()["status"] == "READY"
+    finally:
+        blocker.close()
+
+
+@pytest.mark.slow  # may build the test images first
+def test_setup_failure_fails_with_logs(engine, images, sessions, owner):
+    s = sessions(env={"FAIL_SETUP": "1"})
+    with pytest.raises(RuntimeFailed) as err:
+        s.start(timeout=120)
+    assert "setup failed" in err.value.message
+    assert "FAIL_SETUP is set" in err.value.details
+    assert s.state is SessionState.FAILED and "setup failed" in s.reason
+    assert "FAIL_SETUP is set" in s.logs()  # kept after the container is gone
+    assert not engine.containers.list(all=True,
+                                      filters={"label": f"{rt.OWNER_LABEL}={owner}"})
+
+
+@pytest.mark.slow  # may build the test images first
+def test_stop_while_starting(engine, images, sessions, owner):
+    started = threading.Event()
+    s = sessions(env={"SETUP_DELAY": "60"},
+                 on_event=lambda ev: ev.state is SessionState.STARTING and started.set())
+    failure = []
+    worker = threading.Thread(target=lambda: failure.append(_raises(s.start, 120)))
+    worker.start()
+    assert started.wait(60)
+    t0 = time.monotonic()
+    s.stop()
+    worker.join(15)
+    assert not worker.is_alive() and time.monotonic() - t0 < 15
+    assert "stopped while starting" in str(failure[0])
+    assert s.state is SessionState.STOPPED
+    assert not engine.containers.list(all=True,
+                                      filters={"label": f"{rt.OWNER_LABEL}={owner}"})
+
+
+def _raises(fn, *args):
+    try:
+        fn(*args)
+    except Exception as exc:
+        return exc
+    return None
+
+
+@pytest.mark.slow  # may build the test images first
+def test_container_killed_mid_prediction(engine, images, sessions):
+    s = sessions()
+    s.start(timeout=120)
+    src = Path(s.shared_dir) / "in.png"
+    src.write_bytes(_png(_pattern()))
+    answer = []
+
+    def predict():
+        try:
+            answer.append(requests.post(s.url + "/predictions",
+                                        json={"input": {"image": str(src), "delay": 20}},
+                                        timeout=60))
+        except requests.RequestException as exc:
+            answer.append(exc)
+
+    t = threading.Thread(target=predict)
+    t.start()
+    assert _wait(lambda: requests.get(s.url + "/health-check", timeout=5)
+                 .json()["status"] == "BUSY", 15)
+    engine.containers.get(s.container_id).kill()  # the model's container dies mid-run
+    t.join(30)
+    assert answer and isinstance(answer[0], requests.RequestException)
+    assert _wait(lambda: s.state is SessionState.FAILED, 15)
+    assert "container exited (exit code 137)" in s.reason
+    assert s.diagnose() == s.reason
+    with pytest.raises(RuntimeFailed, match="not running"):
+        s.client()
+
+
+@pytest.mark.slow  # may build the test images first
+def test_oom_kill_is_reported_with_the_limit(engine, images, sessions):
+    s = sessions("memhog", MEMHOG, mem_limit=200 << 20)
+    s.start(timeout=120)
+    assert engine.containers.get(s.container_id).attrs["HostConfig"]["Memory"] == 200 << 20
+    with s.client() as model:
+        with pytest.raises(RunwayError):
+            model.run({"megabytes": 1024})
+    assert _wait(lambda: s.state is SessionState.FAILED, 15)
+    assert s.oom_killed
+    assert "ran out of memory (limit 200 MB)" in s.reason
+    assert "Container memory" in s.reason and "Docker Desktop" in s.reason
+
+
+@pytest.mark.slow  # may build the test images first
+def test_small_allocation_fits(images, sessions):
+    s = sessions("memhog", MEMHOG, mem_limit=300 << 20)
+    s.start(timeout=120)
+    with s.client() as model:
+        assert model.run({"megabytes": 20}).outputs["output"] == "held 20 MB"
+    assert s.state is SessionState.RUNNING and not s.oom_killed
+
+
+# ---------------------------------------------------------------- orphans
+
+CRASHER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from runway_addon.core.runtimes.docker import DockerSession
+    s = DockerSession("invert", {image!r}, owner={owner!r})
+    s.start(timeout=120)
+    print("RUNNING", s.container_id, flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.slow  # may build the test images first
+def test_orphan_cleanup_after_crash(engine, images, owner):
+    """A Blender that dies with a container running: the next start-up removes that
+    container, and leaves alone one without our label, one of another owner and one
+    of a Blender still alive."""
+    code = CRASHER.format(root=str(ROOT), image=INVERT, owner=owner)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    others = []
+    alive = subprocess.Popen(["sleep", "120"])
+    try:
+        line = proc.stdout.readline().split()
+        assert line and line[0] == "RUNNING", line
+        orphan_id = line[1]
+        proc.kill()  # the crash: no stop(), no cleanup
+        proc.wait(10)
+        assert engine.containers.get(orphan_id).status == "running"
+
+        cmd = ["sleep", "1"]
+        others.append(engine.containers.create(INVERT, command=cmd))  # unlabelled
+        others.append(engine.containers.create(INVERT, command=cmd, labels={
+            rt.OWNER_LABEL: "someone-else", rt.PID_LABEL: "1"}))
+        others.append(engine.containers.create(INVERT, command=cmd, labels={
+            rt.OWNER_LABEL: owner, rt.PID_LABEL: str(alive.pid),
+            rt.HOST_LABEL: socket.gethostname()}))  # a Blender still running
+
+        removed = rt.cleanup_orphans(engine, owner)
+        assert len(removed) == 1 and removed[0].startswith("runway-invert-")
+        import docker.errors
+        with pytest.raises(docker.errors.NotFound):
+            engine.containers.get(orphan_id)
+        for c in others:
+            c.reload()  # still there
+    finally:
+        alive.kill()
+        if proc.poll() is None:
+            proc.kill()
+        for c in others:
+            c.remove(force=True)
+        for c in engine.containers.list(all=True,
+                                        filters={"label": f"{rt.OWNER_LABEL}={owner}"}):
+            c.remove(force=True)
+
+
+# ---------------------------------------------------------------- a second, "remote" engine
+
+BRIDGE = "br-rwbtest"
+
+
+@pytest.fixture
+def second_engine(engine, images, tmp_path_factory):
+    """A second dockerd on tcp://127.0.0.1:23750 with its own roots and bridge, holding
+    a copy of the invert image. Stopped and wiped afterwards."""
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        pytest.skip("a second dockerd needs root and the dockerd binary")
+    if not _port_free(23750):
+        pytest.skip("port 23750 is in use")
+    base = Path("/tmp") / f"rwb-d2-{uuid.uuid4().hex[:6]}"  # short: socket paths are limited
+    base.mkdir()
+    subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=False)
+    subprocess.run(["ip", "addr", "replace", "10.213.7.1/24", "dev", BRIDGE], check=True)
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
+    log = open(base / "log", "w")
+    # Own bridge, no iptables: it must not touch the first engine's network.
+    daemon = subprocess.Popen(
+        ["dockerd", "-H", REMOTE_HOST, "--data-root", str(base / "data"),
+         "--exec-root", str(base / "exec"), "--pidfile", str(base / "pid"),
+         "--bridge", BRIDGE, "--iptables=false", "--ip-masq=false"],
+        stdout=log, stderr=subprocess.STDOUT)
+    import docker
+    remote = None
+    try:
+        def up():
+            nonlocal remote
+            try:
+                remote = docker.DockerClient(base_url=REMOTE_HOST, timeout=60)
+                return remote.ping()
+            except Exception:
+                return False
+        assert _wait(up, 30), (base / "log").read_text()[-2000:]
+        # docker save | docker -H ... load, through the SDK (no CLI output parsed).
+        remote.images.load(b"".join(engine.images.get(INVERT).save(named=True)))
+        yield remote, daemon
+    finally:
+        if remote is not None:
+            try:
+                for c in remote.containers.list(all=True):
+                    c.remove(force=True)
+            except Exception:
+                pass
+            remote.close()
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait(10)
+        log.close()
+        subprocess.run(["ip", "link", "del", BRIDGE], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_remote_engine_runs_then_reports_docker_stopped(second_engine, sessions):
+    remote, daemon = second_engine
+    s = sessions(docker_host=REMOTE_HOST)
+    s.start(timeout=120)
+    assert s.shared_dir is None  # the engine cannot see our disk: data URIs instead
+    assert s.url == f"http://127.0.0.1:{s.host_port}"
+    c = remote.containers.get(s.container_id)
+    assert c.labels[rt.OWNER_LABEL] == s.owner
+    assert c.attrs["HostConfig"]["PortBindings"]["5000/tcp"][0]["HostIp"] == "127.0.0.1"
+    img = _pattern()
+    r = requests.post(s.url + "/predictions", timeout=60, json={"input": {
+        "image": "data:image/png;base64," + base64.b64encode(_png(img)).decode()}})
+    np.testing.assert_array_equal(_decode_output(r.json()["output"]), 255 - img)
+
+    daemon.send_signal(signal.SIGTERM)  # "Docker stopped" while the session runs
+    daemon.wait(30)
+    assert _wait(lambda: s.reason.startswith("Docker unavailable"), 20), s.reason
+    assert s.state is SessionState.FAILED
+    t0 = time.monotonic()
+    s.stop()  # must not hang on a dead engine
+    assert time.monotonic() - t0 < 10
