@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import RunwayError
 
-KINDS = ("identify", "transform", "generate")
+TASKS = ("identify", "transform", "generate")
 
 
 class CatalogError(RunwayError):
@@ -33,17 +33,19 @@ class _Card(BaseModel):
 
 class Version(_Card):
     version: str
-    date: Optional[date] = None
+    date: Optional[str] = None  # ISO date, or a year-month when that is all that is known
+    package: Optional[str] = None  # the pinned package that carries this version
     notes: str = ""
 
 
 class ModelFile(_Card):
     """A checkpoint or data file the model loads (weights come from packages)."""
 
-    name: str
+    file: str
     size_bytes: Optional[int] = Field(default=None, ge=0)
-    description: str = ""
-    source: str = ""  # e.g. the package that ships it
+    package: Optional[str] = None
+    path_in_env: Optional[str] = None
+    note: str = ""
 
 
 class GalleryItem(_Card):
@@ -51,73 +53,109 @@ class GalleryItem(_Card):
     caption: str = ""
 
 
+class LicencePart(_Card):
+    component: str
+    spdx: str
+    note: str = ""
+
+
+class CommercialUse(_Card):
+    allowed: bool  # may a studio ship work made with it?
+    note: str = ""  # the conditions or the restriction, in words
+
+
 class Licence(_Card):
-    code: str  # SPDX identifier of the code
-    weights: str  # licence of the trained weights / data
-    commercial_use: bool  # may a studio ship work made with it?
-    notes: str = ""  # the restriction in words, where there is one
+    code: list[LicencePart]
+    weights: list[LicencePart]
+    commercial_use: CommercialUse
+    summary: str
 
 
-class Person(_Card):
+class Publisher(_Card):
     name: str
+    role: str = ""
     url: Optional[str] = None
 
 
 class Attribution(_Card):
     authors: str
     title: str
+    venue: Optional[str] = None
     year: Optional[int] = None
     url: Optional[str] = None
 
 
 class Characteristics(_Card):
-    published: Optional[date] = None
-    updated: Optional[date] = None
+    published: Optional[str] = None
+    updated: Optional[str] = None
+    # "image", or "image (alpha matte, 8-bit grey PNG)": the first word is the type.
     input_types: list[str]
     output_types: list[str]
-    size_on_disk_bytes: Optional[int] = Field(default=None, ge=0)
+    environment_size_bytes: Optional[int] = Field(default=None, ge=0)
+    environment_size: str = ""
     cpu: bool = True
     gpu: bool = False
+    gpu_note: str = ""
+    licence_name: str = ""
+
+    @staticmethod
+    def _kinds(types: list[str]) -> set[str]:
+        return {t.split(" ", 1)[0].lower() for t in types}
+
+    def input_kinds(self) -> set[str]:
+        return self._kinds(self.input_types)
+
+    def output_kinds(self) -> set[str]:
+        return self._kinds(self.output_types)
 
 
-class Measurement(_Card):
-    what: str  # "512x512 image", "3.7 s of speech", "cold start"
-    seconds: float = Field(ge=0)
-    machine: str = ""
+class PerformanceNote(_Card):
+    what: str
+    value: str
 
 
 class Performance(_Card):
-    notes: str = ""
-    measured: list[Measurement] = Field(default_factory=list)
+    measured_on: str = ""
+    notes: list[PerformanceNote] = Field(default_factory=list)
 
 
-class Link(_Card):
-    label: str
-    url: str
+class RuntimeInfo(_Card):
+    """How the model folder runs (see models/README.md)."""
+
+    protocol: Literal["cog-http"] = "cog-http"
+    cog: str
+    python: str
+    predictor: str
+    lock: str = "requirements.lock"
+    schema_file: str = Field(default=".cog/openapi_schema.json", alias="schema")
+    docker: Optional[str] = None
+    network_at_run_time: bool = False
 
 
 class ModelCard(_Card):
-    id: str
+    card_format: Literal[1] = 1
+    name: str  # the id: the model folder's name
     title: str
-    kind: Literal["identify", "transform", "generate"]
+    task: Literal["identify", "transform", "generate"]
     overview: str
     versions: list[Version] = Field(default_factory=list)
     files: list[ModelFile] = Field(default_factory=list)
-    gallery: list[GalleryItem] = Field(default_factory=list)
     licence: Licence
-    publishers: list[Person] = Field(default_factory=list)
+    publishers: list[Publisher] = Field(default_factory=list)
     attributions: list[Attribution] = Field(default_factory=list)
     characteristics: Characteristics
     keywords: list[str] = Field(default_factory=list)
     performance: Performance = Field(default_factory=Performance)
-    links: list[Link] = Field(default_factory=list)
-    # Set by the loader: the folder the card came from (a runnable model folder
-    # when it holds predict.py / cog.yaml).
-    folder: Optional[str] = None
+    # label -> URLs, e.g. {"code": [...], "paper": [...], "model_card": [...]}
+    links: dict[str, list[str]] = Field(default_factory=dict)
+    gallery: list[GalleryItem] = Field(default_factory=list)
+    runtime: Optional[RuntimeInfo] = None
+    # Set by the loader, never read from the file: the folder the card came from.
+    folder: Optional[str] = Field(default=None, exclude=True)
 
-    @field_validator("id")
+    @field_validator("name")
     @classmethod
-    def _id_is_a_safe_name(cls, v: str) -> str:
+    def _name_is_a_safe_folder_name(cls, v: str) -> str:
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", v):
             raise ValueError("must be lower-case letters, digits, '.', '_' or '-' (1-64)")
         return v
@@ -140,10 +178,10 @@ class ModelCard(_Card):
 
     def text(self) -> str:
         """Everything a word search looks at, lower-cased."""
-        parts = [self.id, self.title, self.overview, self.kind, *self.keywords,
+        parts = [self.name, self.title, self.overview, self.task, *self.keywords,
                  *(p.name for p in self.publishers), *(a.authors for a in self.attributions),
                  *(a.title for a in self.attributions), *self.characteristics.input_types,
-                 *self.characteristics.output_types]
+                 *self.characteristics.output_types, self.licence.summary]
         return " ".join(parts).lower()
 
 
@@ -192,20 +230,20 @@ class Catalog:
                 except CatalogError as exc:
                     errors.append(exc)
                     continue
-                if card.id in seen:
+                if card.name in seen:
                     errors.append(CatalogError(
-                        f"Two model cards share the id {card.id!r}: {seen[card.id]} and {path}; "
+                        f"Two model cards share the name {card.name!r}: {seen[card.name]} and {path}; "
                         f"the first one is kept.", path=str(path)))
                     continue
-                seen[card.id] = path
+                seen[card.name] = path
                 cards.append(card)
         return cls(cards, errors)
 
-    def get(self, card_id: str) -> ModelCard:
+    def get(self, name: str) -> ModelCard:
         for card in self.cards:
-            if card.id == card_id:
+            if card.name == name:
                 return card
-        raise KeyError(f"no model {card_id!r} in the catalog")
+        raise KeyError(f"no model {name!r} in the catalog")
 
     def publishers(self) -> list[str]:
         return sorted({p.name for c in self.cards for p in c.publishers})
@@ -213,7 +251,7 @@ class Catalog:
     def keywords(self) -> list[str]:
         return sorted({k for c in self.cards for k in c.keywords})
 
-    def search(self, words: str = "", *, kind: Optional[str] = None,
+    def search(self, words: str = "", *, task: Optional[str] = None,
                input_type: Optional[str] = None, output_type: Optional[str] = None,
                cpu: Optional[bool] = None, gpu: Optional[bool] = None,
                commercial_use: Optional[bool] = None, publisher: Optional[str] = None,
@@ -224,17 +262,17 @@ class Catalog:
         hits = []
         for card in self.cards:
             ch = card.characteristics
-            if kind and card.kind != kind:
+            if task and card.task != task:
                 continue
-            if input_type and input_type not in ch.input_types:
+            if input_type and input_type.lower() not in ch.input_kinds():
                 continue
-            if output_type and output_type not in ch.output_types:
+            if output_type and output_type.lower() not in ch.output_kinds():
                 continue
             if cpu is not None and ch.cpu != cpu:
                 continue
             if gpu is not None and ch.gpu != gpu:
                 continue
-            if commercial_use is not None and card.licence.commercial_use != commercial_use:
+            if commercial_use is not None and card.licence.commercial_use.allowed != commercial_use:
                 continue
             if publisher and publisher not in {p.name for p in card.publishers}:
                 continue
