@@ -6,6 +6,7 @@
     python3 build.py dist      # the extension zips, one per platform, in dist/
     python3 build.py test [pytest args]   # the whole suite (sets up what is missing)
     python3 build.py demo      # the main job on the built-in default
+    python3 build.py models lock|schema|env|serve|docker ...   # model folders
 """
 from __future__ import annotations
 
@@ -87,7 +88,17 @@ def cmd_demo(args) -> int:
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 
+def cmd_models(argv) -> int:
+    """Model folders (buildtools/cogmodels.py), run inside .venv: it uses the
+    add-on's own runtime to build environments and serve models."""
+    python = envs.ensure(envs.DEV)
+    return subprocess.run([str(python), "-m", "buildtools.cogmodels", *argv], cwd=ROOT).returncode
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["models"]:
+        return cmd_models(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("setup", help="create .venv (bpy + test tools)").set_defaults(fn=cmd_setup)
@@ -98,6 +109,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="run the main job on the built-in default")
     p.add_argument("--out", default=str(ROOT / "out" / "demo"))
     p.set_defaults(fn=cmd_demo)
+    sub.add_parser("models", help="model folders: lock, schema, env, serve, docker "
+                                  "(`build.py models -h`)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from runway_addon.core.codecs import WireContext, encode_value  # noqa: E402
 from runway_addon.core.protocols.cog import CogClient  # noqa: E402
-from tests.cog_env import ensure_cog_venv  # noqa: E402
+from buildtools import envs  # noqa: E402
 from tests.core.cog_fixtures import MODELS, CogServer  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=20, help="repetitions per case")
     args = ap.parse_args()
-    venv = ensure_cog_venv(ROOT)
+    venv = envs.ensure(envs.COG).parent.parent
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
     rows = []

@@ -5,6 +5,7 @@
 - ``.venv-bpy42``: Python 3.11 + bpy 4.2 LTS, only to install and register the
   built extension in the oldest supported Blender.
 - ``.venv-bpy52``: Python 3.13 + bpy 5.2, the newest Blender on the index.
+- ``.venv-cog``: Python 3.11 + the Cog server, for the test predictors.
 
 Locks live in ``buildtools/locks/``; ``python3 build.py lock`` regenerates them
 (pip download + sha256 of every file), installs use ``--require-hashes``.
@@ -52,7 +53,10 @@ DEV = Env(".venv", "3.11", (
 # numpy as Blender 4.2 itself ships it (the wheel leaves it unpinned).
 BPY42 = Env(".venv-bpy42", "3.11", ("bpy==4.2.23", "numpy==1.26.4"))
 BPY52 = Env(".venv-bpy52", "3.13", ("bpy==5.2.3",))
-ALL = (DEV, BPY42, BPY52)
+# Runs the test predictors in tests/cog_models (real Cog servers) and writes
+# their schemas: the Cog server plus what those predictors import.
+COG = Env(".venv-cog", "3.11", ("cog==0.23.1", "numpy==2.4.6", "pillow==13.0.0"))
+ALL = (DEV, BPY42, BPY52, COG)
 
 
 def find_python(version: str) -> str:

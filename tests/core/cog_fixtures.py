@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # plain `pytest` does not put the repository root there
     sys.path.insert(0, str(ROOT))
 
-from tests.cog_env import ensure_cog_venv  # noqa: E402
+from buildtools import envs  # noqa: E402
 MODELS = ROOT / "tests" / "cog_models"
 HOST = "127.0.0.1"
 
@@ -142,7 +142,7 @@ class CogServerPool:
 
 @pytest.fixture(scope="session")
 def cog_venv() -> Path:
-    return ensure_cog_venv(ROOT)
+    return envs.ensure(envs.COG).parent.parent
 
 
 @pytest.fixture(scope="session")

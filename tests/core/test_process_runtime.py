@@ -1,6 +1,6 @@
 """The local process runtime against the real Cog server (cog 0.23.1).
 
-The model folders are tests/runtime_models/* (``make_lock.py`` writes their
+The model folders are tests/runtime_models/* (``build.py models lock/schema`` write their
 locks and schemas). Their environment is built once into the shared cache
 ``.cache/model-envs`` and reused; the tests that must watch an install build
 into a temporary folder. At most one model server runs at a time.

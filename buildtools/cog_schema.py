@@ -1,28 +1,23 @@
-"""Write ``.cog/openapi_schema.json`` for each test predictor.
+"""The OpenAPI schema of a Cog predictor (``.cog/openapi_schema.json``).
 
 The Cog server reads that file to serve GET /openapi.json and to validate
 inputs; the Go ``cog build`` normally writes it, but the Go CLI is not on the
 package index. cog 0.23.1's Python package has the same inspector the server
 uses (``cog._inspector.create_predictor``, which gives each input's type and
-constraints and the output's JSON type); this script assembles the OpenAPI
+constraints and the output's JSON type); this module assembles the OpenAPI
 3.0.2 document around it in the layout cog-http.md describes.
 
-Usage (any Python; it re-runs itself with .venv-cog's)::
-
-    python tests/cog_models/gen_schemas.py [--check] [MODEL ...]
-
-``--check`` writes nothing and exits 1 when a checked-in schema is stale.
+It must run in a Python that has cog AND the model's own packages (importing
+predict.py imports them): ``buildtools/cogmodels.py schema`` runs it as
+``ENV/bin/python buildtools/cog_schema.py MODEL_DIR`` and reads stdout.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 
 
 def _predictor_ref(model_dir: Path) -> tuple[str, str]:
@@ -140,38 +135,14 @@ def build_schema(model_dir: Path) -> dict:
     }
 
 
-def model_dirs(names: list[str]) -> list[Path]:
-    dirs = sorted(p.parent for p in HERE.glob("*/cog.yaml"))
-    return [d for d in dirs if not names or d.name in names]
-
-
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
-    names = [a for a in argv if not a.startswith("--")]
-    stale = []
-    for d in model_dirs(names):
-        text = json.dumps(build_schema(d), indent=2) + "\n"
-        target = d / ".cog" / "openapi_schema.json"
-        if check:
-            if not target.is_file() or target.read_text() != text:
-                stale.append(d.name)
-            continue
-        target.parent.mkdir(exist_ok=True)
-        target.write_text(text)
-        print(f"wrote {target.relative_to(ROOT)}")
-    if stale:
-        print("stale schemas: " + ", ".join(stale), file=sys.stderr)
-        return 1
+    """Print the schema of the model folder ``argv[0]`` (run inside its environment)."""
+    if len(argv) != 1:
+        print("usage: python cog_schema.py MODEL_DIR", file=sys.stderr)
+        return 2
+    sys.stdout.write(json.dumps(build_schema(Path(argv[0]).resolve()), indent=2) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        import cog  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT))
-        from tests.cog_env import cog_python, ensure_cog_venv
-
-        py = cog_python(ensure_cog_venv(ROOT))
-        os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
     sys.exit(main(sys.argv[1:]))
