@@ -44,6 +44,11 @@ def stage(wheel_files: list[Path]) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy2(ROOT / "blender_manifest.toml", STAGE / "blender_manifest.toml")
     shutil.copy2(ROOT / "LICENSE", STAGE / "LICENSE")
+    # The built-in shelf: every model folder with a card, as the runtime needs it
+    # (.cog/openapi_schema.json included); the test data and tools stay behind.
+    for card in sorted((ROOT / "models").glob("*/card.json")):
+        shutil.copytree(card.parent, STAGE / "models" / card.parent.name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".dockerignore"))
     (STAGE / "wheels").mkdir()
     for whl in wheel_files:
         shutil.copy2(whl, STAGE / "wheels" / whl.name)
