@@ -21,6 +21,12 @@ same path; large files then travel as bare paths instead of base64.
 
 To stop a run from another thread, pass ``cancel_event=threading.Event()`` to
 ``run`` and set it; ``run`` then raises ``core.errors.Cancelled``.
+
+A model on Replicate is reached the same way, by its reference instead of a URL:
+
+    with connect("owner/name:version", protocol="replicate", token=token) as model:
+        result = model.run({"image": pixels})
+        result.metrics["predict_time"]                    # seconds Replicate billed
 """
 from __future__ import annotations
 
@@ -35,17 +41,29 @@ __all__ = ["connect", "detect_protocol", "Protocol"]
 
 def connect(url: str, *, token: Optional[str] = None,
             protocol: Union[Protocol, str, None] = None, shared_dir: Optional[str] = None,
-            timeout: float = 600.0) -> ModelClient:
+            timeout: float = 600.0, **options) -> ModelClient:
     """A client for the model server at ``url``.
 
     ``protocol`` (``"cog"``, ``"runway"``, ``"runway-hosted"``) skips detection;
     when None the server is probed once (a few quick GETs). ``timeout`` bounds
     each request of a run, in seconds.
+
+    ``protocol="replicate"``: ``url`` is a model reference (``owner/name``,
+    ``owner/name:version`` or ``deployment:owner/name``), never detected;
+    ``options`` may hold ``base_url`` and the other ReplicateClient settings.
+    Replicate sees no local folder, so ``shared_dir`` must stay None.
+    Other ``options`` go to the client class as they are.
     """
+    if protocol is not None and Protocol(protocol) is Protocol.REPLICATE:
+        if shared_dir is not None:
+            raise ValueError("Replicate cannot read a shared folder; leave shared_dir unset")
+        from .protocols.replicate import ReplicateClient
+
+        return ReplicateClient(url, token=token, timeout=timeout, **options)
     if protocol is None:
         protocol = detect_protocol(url, token=token, timeout=min(timeout, 10.0))
     protocol = Protocol(protocol)
-    kwargs = dict(token=token, timeout=timeout, shared_dir=shared_dir)
+    kwargs = dict(token=token, timeout=timeout, shared_dir=shared_dir, **options)
     if protocol is Protocol.COG:
         from .protocols.cog import CogClient
 

@@ -184,6 +184,7 @@ class Protocol(str, Enum):
     RUNWAY = "runway"  # Runway Model SDK server (runway_model.py)
     RUNWAY_HOSTED = "runway-hosted"  # hosted-models style /v1/info, /v1/query
     COG = "cog"  # Cog / coglet HTTP server
+    REPLICATE = "replicate"  # Replicate's HTTP API (Cog models hosted by Replicate)
 
 
 class Command(_Spec):

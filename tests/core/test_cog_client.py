@@ -402,7 +402,12 @@ def test_cancel_event_stops_a_slow_run(cog_client):
     with pytest.raises(Cancelled):
         client.run({"seconds": 30}, cancel_event=stop)
     assert time.monotonic() - t0 < 5
-    assert client.wait_until_ready(5).state is HealthState.READY
+    # The cancelled prediction frees the slot: the server goes back to READY
+    # (wait_until_ready would also accept BUSY, so poll for READY itself).
+    deadline = time.monotonic() + 5
+    while client.health().state is not HealthState.READY and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.health().state is HealthState.READY
     assert client.run({"seconds": 0.05}).outputs["output"] == "slept 0.05"
 
 
