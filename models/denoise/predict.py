@@ -54,11 +54,11 @@ class Predictor(BasePredictor):
     def predict(
         self,
         color: Path = Input(description="Noisy render: 8/16-bit PNG (sRGB-encoded) or OpenEXR "
-                                        "(linear, HDR allowed)."),
-        albedo: Optional[Path] = Input(default=None,
+                                        "(linear, HDR allowed).", accept="image/*"),
+        albedo: Optional[Path] = Input(default=None, accept="image/*",
                                        description="Optional albedo pass of the same render "
                                                    "(Cycles' Denoising Albedo), same size."),
-        normal: Optional[Path] = Input(default=None,
+        normal: Optional[Path] = Input(default=None, accept="image/*",
                                        description="Optional normal pass (Cycles' Denoising "
                                                    "Normal; PNG packed as n*0.5+0.5, EXR in "
                                                    "[-1, 1]); needs albedo too."),

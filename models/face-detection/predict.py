@@ -37,7 +37,7 @@ class Predictor(BasePredictor):
 
     def predict(
         self,
-        image: Path = Input(description="Photo or frame (PNG, JPEG, WebP)."),
+        image: Path = Input(description="Photo or frame (PNG, JPEG, WebP).", accept="image/*"),
         model_range: str = Input(default="short", choices=list(RANGES),
                                  description="short: faces within about 2 m of the camera; "
                                              "full: faces up to about 5 m away."),

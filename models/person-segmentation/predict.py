@@ -34,7 +34,8 @@ class Predictor(BasePredictor):
 
     def predict(
         self,
-        image: Path = Input(description="Photo or frame with one or more people (PNG, JPEG, WebP)."),
+        image: Path = Input(description="Photo or frame with one or more people (PNG, JPEG, WebP).",
+                            accept="image/*"),
         model: str = Input(default="general", choices=list(MODELS),
                            description="general: 256x256 model, best edges; "
                                        "landscape: 144x256 model, faster."),

@@ -35,7 +35,8 @@ class Predictor(BasePredictor):
 
     def predict(
         self,
-        image: Path = Input(description="Photo or frame with one person (PNG, JPEG, WebP)."),
+        image: Path = Input(description="Photo or frame with one person (PNG, JPEG, WebP).",
+                            accept="image/*"),
         min_visibility: float = Input(default=0.5, ge=0.0, le=1.0,
                                       description="Landmarks less visible than this are left "
                                                   "out of the overlay (they stay in the JSON "

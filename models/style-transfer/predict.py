@@ -30,12 +30,13 @@ class Predictor(BasePredictor):
 
     def predict(
         self,
-        image: Path = Input(description="Photo or frame to stylise (PNG, JPEG, WebP)."),
+        image: Path = Input(description="Photo or frame to stylise (PNG, JPEG, WebP).",
+                            accept="image/*"),
         style: int = Input(default=19, choices=list(range(NUM_STYLES)),
                            description="Built-in style, by the package's index (0-25; the "
                                        "network came without style names). Ignored when a "
                                        "style image is given."),
-        style_image: Optional[Path] = Input(default=None,
+        style_image: Optional[Path] = Input(default=None, accept="image/*",
                                             description="Any picture to take the style from "
                                                         "(Magenta arbitrary style network, "
                                                         "works at 384 px)."),

@@ -20,26 +20,11 @@ PYTHON = os.environ.get("RUNWAY_MODEL_PYTHON", "python3.11")
 
 
 def model_dir(name: str) -> Path:
-    """A model folder (has cog.yaml), or models/tools itself (the client env of
-    check.py and gallery.py: a requirements.txt and .lock, no cog.yaml)."""
+    """A model folder (it has a cog.yaml)."""
     d = MODELS / name
-    if not ((d / "cog.yaml").is_file() or (name == "tools" and (d / "requirements.txt").is_file())):
+    if not (d / "cog.yaml").is_file():
         raise SystemExit(f"no model folder {d} (it needs a cog.yaml)")
     return d
-
-
-def reexec_in_tools_env(script: str) -> None:
-    """Re-run ``script`` with the tools env's Python unless this already is it."""
-    import sys
-
-    venv = env_dir("tools")
-    if Path(sys.prefix).resolve() == venv.resolve():
-        return
-    from env import ensure_env
-
-    ensure_env("tools", quiet=True)
-    py = str(venv / "bin" / "python")
-    os.execv(py, [py, script, *sys.argv[1:]])
 
 
 def all_models() -> list[str]:

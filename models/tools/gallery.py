@@ -1,47 +1,79 @@
-"""Make a model's gallery: run it through its real Cog server on the test inputs
-and write small images (at most 256 px a side) into models/<name>/gallery/.
+"""Make a model's gallery: run it through the add-on's own runtime and client on the
+test inputs and write small images (at most 256 px a side) into models/<name>/gallery/.
 
-Usage::
+Usage (the project's Python: it imports runway_addon, numpy and Pillow)::
 
-    python models/tools/gallery.py NAME [NAME ...] | --all
+    .venv/bin/python models/tools/gallery.py NAME [NAME ...] | --all
 
-Plain ``requests`` against the server that serve.py starts; the files listed in
-card.json's "gallery" are the ones written here. Keep the total under 1 MB.
+Each model runs as the add-on runs it: ``ProcessSession`` (environment from the shared
+cache, the real Cog server, one at a time) and its ``CogClient``; images go in as numpy
+arrays and come back decoded by ``core.codecs`` (16-bit PNGs included). The files
+listed in card.json's "gallery" are the ones written here. Keep the total under 1 MB.
 """
 from __future__ import annotations
 
 import io
-import os
 import sys
 import wave
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+from _common import MODELS, ROOT, names_from_args  # noqa: E402
 
-from _common import MODELS, names_from_args, reexec_in_tools_env  # noqa: E402
+sys.path.insert(0, str(ROOT))
+try:
+    import numpy as np
+    from PIL import Image, ImageDraw
 
-if __name__ == "__main__":
-    reexec_in_tools_env(__file__)
+    from runway_addon.core.codecs import FileValue, decode_image_bytes, to_bit_depth
+    from runway_addon.core.runtimes.process import ProcessSession
+except ImportError as e:  # pragma: no cover - a plain system Python
+    raise SystemExit(f"{e}: run this with the project's Python, .venv/bin/python")
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from client import TESTDATA, Session, data_uri_bytes, decode_image, running  # noqa: E402
-
+TESTDATA = MODELS / "testdata"
 PHOTO = TESTDATA / "grace_hopper.jpg"
 MAX = 256
+
+
+@contextmanager
+def running(name: str):
+    """The model's client, its server READY; stopped on exit."""
+    session = ProcessSession(MODELS / name)
+    session.start()
+    try:
+        client = session.client()
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        session.stop()
+
+
+def read(path: Path) -> np.ndarray:
+    """A test input as an HxWxC uint8/uint16 array (16-bit PNGs keep their 16 bits)."""
+    return decode_image_bytes(path.read_bytes())
+
+
+def pixels(value) -> np.ndarray:
+    """An image file output as an array."""
+    if not isinstance(value, FileValue):
+        raise TypeError(f"expected an image file, got {value!r}")
+    return decode_image_bytes(value.read_bytes())
+
+
+def picture(a: np.ndarray) -> Image.Image:
+    """An 8-bit PIL image of a decoded array (grey, RGB or RGBA)."""
+    a = to_bit_depth(a, 8)
+    return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
 
 
 def fit(img: Image.Image, size: int = MAX) -> Image.Image:
     img = img.copy()
     img.thumbnail((size, size), Image.LANCZOS)
     return img
-
-
-def to8(a: np.ndarray) -> np.ndarray:
-    return a if a.dtype == np.uint8 else (a / 257.0).round().astype(np.uint8)
 
 
 def checker_behind(rgba: Image.Image, cell: int = 12) -> Image.Image:
@@ -72,63 +104,54 @@ class Writer:
               f"{path.stat().st_size / 1024:.0f} KB")
 
 
-def gallery_person_segmentation(s: Session, w: Writer) -> None:
-    out = s.predict(image=PHOTO)["output"]
+def gallery_person_segmentation(model, w: Writer) -> None:
+    out = model.run({"image": read(PHOTO)}).outputs
     w.save(Image.open(PHOTO), "input.jpg")
-    w.save(Image.fromarray(decode_image(out["matte"])), "matte.png")
-    cut = Image.fromarray(decode_image(out["cutout"]), "RGBA")
-    w.save(checker_behind(fit(cut)), "cutout.jpg")
+    w.save(picture(pixels(out["matte"])), "matte.png")
+    w.save(checker_behind(fit(picture(pixels(out["cutout"])))), "cutout.jpg")
 
 
-def gallery_face_detection(s: Session, w: Writer) -> None:
-    out = s.predict(image=PHOTO, line_width=6)["output"]
-    w.save(Image.fromarray(decode_image(out["annotated"])), "annotated.jpg")
+def gallery_face_detection(model, w: Writer) -> None:
+    out = model.run({"image": read(PHOTO), "line_width": 6}).outputs
+    w.save(picture(pixels(out["annotated"])), "annotated.jpg")
 
 
-def gallery_pose(s: Session, w: Writer) -> None:
-    out = s.predict(image=PHOTO, line_width=6, background="dimmed")["output"]
-    w.save(Image.fromarray(decode_image(out["overlay"])), "overlay.jpg")
+def gallery_pose(model, w: Writer) -> None:
+    out = model.run({"image": read(PHOTO), "line_width": 6, "background": "dimmed"}).outputs
+    w.save(picture(pixels(out["overlay"])), "overlay.jpg")
 
 
-def gallery_style_transfer(s: Session, w: Writer) -> None:
+def gallery_style_transfer(model, w: Writer) -> None:
+    photo = read(PHOTO)
     for style in (19, 3, 12):
-        out = s.predict(image=PHOTO, style=style)["output"]
-        w.save(Image.fromarray(decode_image(out)), f"style_{style}.jpg")
-    out = s.predict(image=PHOTO, style=19, strength=0.5)["output"]
-    w.save(Image.fromarray(decode_image(out)), "style_19_strength_0.5.jpg")
-    out = s.predict(image=PHOTO, style_image=TESTDATA / "render_clean_256spp.png")["output"]
-    w.save(Image.fromarray(decode_image(out)), "style_image_render.jpg")
+        out = model.run({"image": photo, "style": style}).outputs["output"]
+        w.save(picture(pixels(out)), f"style_{style}.jpg")
+    out = model.run({"image": photo, "style": 19, "strength": 0.5}).outputs["output"]
+    w.save(picture(pixels(out)), "style_19_strength_0.5.jpg")
+    out = model.run({"image": photo,
+                     "style_image": read(TESTDATA / "render_clean_256spp.png")}).outputs["output"]
+    w.save(picture(pixels(out)), "style_image_render.jpg")
 
 
-def gallery_upscale(s: Session, w: Writer) -> None:
-    crop = Image.open(PHOTO).convert("RGB").crop((200, 150, 264, 214))  # an eye, 64 x 64
-    src = w.dir / "_crop.png"
-    crop.save(src)
-    try:
-        out = decode_image(s.predict(image=src)["output"])
-    finally:
-        src.unlink()
-    w.save(crop.resize((256, 256), Image.NEAREST), "input_64px_nearest.png")
-    w.save(Image.fromarray(out), "upscaled_x4_animevideov3.png")
+def gallery_upscale(model, w: Writer) -> None:
+    crop = read(PHOTO)[150:214, 200:264]  # an eye, 64 x 64
+    out = pixels(model.run({"image": crop}).outputs["output"])
+    w.save(picture(crop).resize((256, 256), Image.NEAREST), "input_64px_nearest.png")
+    w.save(picture(out), "upscaled_x4_animevideov3.png")
 
 
-def gallery_denoise(s: Session, w: Writer) -> None:
-    import cv2
-
-    def png16(path: Path) -> Image.Image:
-        return Image.fromarray(to8(cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[:, :, ::-1]))
-
-    out = decode_image(s.predict(color=TESTDATA / "render_noisy_4spp.png",
-                                 albedo=TESTDATA / "render_albedo.png",
-                                 normal=TESTDATA / "render_normal.png")["output"])
-    w.save(png16(TESTDATA / "render_noisy_4spp.png"), "noisy_4spp.jpg")
-    w.save(Image.fromarray(to8(out)), "denoised.jpg")
-    w.save(png16(TESTDATA / "render_clean_256spp.png"), "reference_256spp.jpg")
+def gallery_denoise(model, w: Writer) -> None:
+    out = model.run({"color": read(TESTDATA / "render_noisy_4spp.png"),
+                     "albedo": read(TESTDATA / "render_albedo.png"),
+                     "normal": read(TESTDATA / "render_normal.png")}).outputs["output"]
+    w.save(picture(read(TESTDATA / "render_noisy_4spp.png")), "noisy_4spp.jpg")
+    w.save(picture(pixels(out)), "denoised.jpg")
+    w.save(picture(read(TESTDATA / "render_clean_256spp.png")), "reference_256spp.jpg")
 
 
-def gallery_text_to_speech(s: Session, w: Writer) -> None:
+def gallery_text_to_speech(model, w: Writer) -> None:
     text = "Grace Hopper wrote the first compiler."
-    raw = data_uri_bytes(s.predict(text=text)["output"])
+    raw = model.run({"text": text}).outputs["output"].read_bytes()
     with wave.open(io.BytesIO(raw)) as f:
         pcm = np.frombuffer(f.readframes(f.getnframes()), np.int16) / 32768.0
         rate = f.getframerate()
@@ -159,8 +182,8 @@ GALLERIES = {
 def main(argv: list[str]) -> int:
     for name in names_from_args(argv):
         print(f"== {name}", flush=True)
-        with running(name) as s:
-            GALLERIES[name](s, Writer(name))
+        with running(name) as model:
+            GALLERIES[name](model, Writer(name))
     total = sum(p.stat().st_size for p in MODELS.glob("*/gallery/*"))
     print(f"all galleries: {total / 1024:.0f} KB")
     return 0

@@ -57,7 +57,7 @@ class Predictor(BasePredictor):
     def predict(
         self,
         image: Path = Input(description="Image to enlarge (PNG, JPEG, WebP); an alpha channel "
-                                        "is enlarged with Lanczos."),
+                                        "is enlarged with Lanczos.", accept="image/*"),
         network: str = Input(default="realesr-animevideov3-x4", choices=list(NETWORKS),
                              description="realesr-animevideov3 x2/x3/x4: small and fast "
                                          "(about 1.5 s for 512 -> 2048 on 2 cores). "

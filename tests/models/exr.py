@@ -1,0 +1,84 @@
+"""A minimal OpenEXR reader for the tests: scanline files, one part, HALF or FLOAT
+channels, compression NONE, ZIPS or ZIP (what OpenCV writes by default). Enough to
+check the denoise model's EXR output without an imaging library that reads EXR.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+_MAGIC = b"\x76\x2f\x31\x01"
+_LINES_PER_CHUNK = {0: 1, 2: 1, 3: 16}  # NONE, ZIPS, ZIP
+_DTYPES = {1: np.dtype("<f2"), 2: np.dtype("<f4"), 0: np.dtype("<u4")}
+
+
+def _cstr(data: bytes, pos: int) -> tuple[str, int]:
+    end = data.index(b"\0", pos)
+    return data[pos:end].decode("latin-1"), end + 1
+
+
+def _unzip(raw: bytes, size: int) -> bytes:
+    """EXR's ZIP: deflate, then a byte delta predictor, then two interleaved halves."""
+    d = np.frombuffer(zlib.decompress(raw), np.uint8)
+    if d.size != size:
+        raise ValueError(f"EXR chunk inflates to {d.size} bytes, expected {size}")
+    t = (np.cumsum(d.astype(np.int64) - 128) + 128) % 256  # undo the predictor
+    t = t.astype(np.uint8)
+    out = np.empty_like(t)
+    half = (t.size + 1) // 2
+    out[0::2], out[1::2] = t[:half], t[half:]
+    return out.tobytes()
+
+
+def read_exr(data: bytes) -> dict[str, np.ndarray]:
+    """The channels of a scanline EXR as float32 HxW arrays, keyed by channel name."""
+    if data[:4] != _MAGIC:
+        raise ValueError("not an OpenEXR file")
+    if data[5] & 0x16:  # tiled, long names, deep or multi-part
+        raise ValueError("only single-part scanline EXR files are supported")
+    pos, channels, compression, window = 8, [], None, None
+    while data[pos] != 0:
+        name, pos = _cstr(data, pos)
+        kind, pos = _cstr(data, pos)
+        (size,) = struct.unpack_from("<i", data, pos)
+        value = data[pos + 4:pos + 4 + size]
+        pos += 4 + size
+        if name == "channels":
+            p = 0
+            while value[p] != 0:
+                ch, p = _cstr(value, p)
+                ptype, _, xs, ys = struct.unpack_from("<iB3xii", value, p)
+                if (xs, ys) != (1, 1):
+                    raise ValueError("subsampled EXR channels are not supported")
+                channels.append((ch, _DTYPES[ptype]))
+                p += 16
+        elif name == "compression":
+            compression = value[0]
+        elif name == "dataWindow":
+            window = struct.unpack("<iiii", value)
+    pos += 1
+    if compression not in _LINES_PER_CHUNK or window is None:
+        raise ValueError(f"EXR compression {compression} is not supported")
+    x0, y0, x1, y1 = window
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    per_chunk = _LINES_PER_CHUNK[compression]
+    n_chunks = -(-h // per_chunk)
+    offsets = struct.unpack_from(f"<{n_chunks}Q", data, pos)
+    planes = {ch: np.empty((h, w), np.float32) for ch, _ in channels}
+    line_bytes = sum(dt.itemsize for _, dt in channels) * w
+    for off in offsets:
+        y, size = struct.unpack_from("<ii", data, off)
+        lines = min(per_chunk, y1 - y + 1)
+        raw = data[off + 8:off + 8 + size]
+        expected = lines * line_bytes
+        if compression != 0 and size < expected:
+            raw = _unzip(raw, expected)
+        p = 0
+        for row in range(y - y0, y - y0 + lines):
+            for ch, dt in channels:
+                n = w * dt.itemsize
+                planes[ch][row] = np.frombuffer(raw, dt, w, p)
+                p += n
+    return planes
