@@ -18,9 +18,17 @@ import wave
 from contextlib import contextmanager
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _common import MODELS, ROOT, names_from_args  # noqa: E402
+MODELS = Path(__file__).resolve().parents[1]
+ROOT = MODELS.parent
+
+
+def names_from_args(args: list[str]) -> list[str]:
+    if not args:
+        raise SystemExit("give a model name or --all")
+    if "--all" in args:
+        return sorted(p.parent.name for p in MODELS.glob("*/cog.yaml"))
+    return args
+
 
 sys.path.insert(0, str(ROOT))
 try:
