@@ -224,6 +224,8 @@ def build_model_image(model_dir: Path, tag: str, cache: Path = CACHE, *,
         return {"tag": tag, "reused": True, "seconds": time.monotonic() - t0,
                 "size": image_size(tag)}
 
+    old = _docker_json("image", "inspect", tag)
+    old_id = old[0]["Id"] if old else None
     wheels = download_wheels(model_dir / "requirements.lock", cache)
     schema = json.loads((model_dir / ".cog" / "openapi_schema.json").read_text())
     with _locked(cache):
@@ -281,6 +283,10 @@ def build_model_image(model_dir: Path, tag: str, cache: Path = CACHE, *,
                                    f"docker {imp.returncode})")
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    if old_id:
+        # The tag moved to the new image: drop the old one unless a container uses it.
+        subprocess.run(["docker", "image", "rm", old_id], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     seconds = time.monotonic() - t0
     size = image_size(tag)
     _log(f"{tag}: built in {seconds:.0f} s, {size / 1e6:.0f} MB")
