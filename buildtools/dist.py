@@ -48,7 +48,7 @@ def stage(wheel_files: list[Path]) -> Path:
     # (.cog/openapi_schema.json included); the test data and tools stay behind.
     for card in sorted((ROOT / "models").glob("*/card.json")):
         shutil.copytree(card.parent, STAGE / "models" / card.parent.name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".dockerignore"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (STAGE / "wheels").mkdir()
     for whl in wheel_files:
         shutil.copy2(whl, STAGE / "wheels" / whl.name)
