@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from tests.servers import stop_process
+
 SERVER = Path(__file__).resolve().parents[1] / "servers" / "runway_sdk_server.py"
 HOST = "127.0.0.1"
 
@@ -67,11 +69,5 @@ class RunwayTestServer:
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._stderr.close()

@@ -27,6 +27,7 @@ from runway_addon.core.protocols.base import HealthState  # noqa: E402
 from runway_addon.core.protocols.replicate import (ModelRef, ReplicateClient,  # noqa: E402
                                                    parse_model_ref)
 from runway_addon.core.spec import FileField, ImageField, NumberField, Protocol  # noqa: E402
+from tests.servers import stop_process  # noqa: E402
 
 SERVER = ROOT / "tests" / "servers" / "replicate_server.py"
 TOKEN = "r8_StandInToken_0123456789abcdef"  # what the stand-in accepts; must never leak
@@ -63,13 +64,7 @@ class ReplicateStandIn:
         return requests.get(self.url + "/_test/files", timeout=5).json()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc.stdout.close()
         self.proc.stderr.close()
 
