@@ -80,7 +80,7 @@ def lock(env: Env) -> None:
     """Resolve ``env.requirements`` for this machine and write the hashed lock."""
     py = find_python(env.python)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([py, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        subprocess.run([py, "-m", "pip", "download", "-qq", "--disable-pip-version-check",
                         "--only-binary=:all:", "-d", tmp, *env.requirements], check=True)
         lines = []
         for f in sorted(Path(tmp).iterdir()):
@@ -101,7 +101,7 @@ def ensure(env: Env, log=print) -> Path:
     log(f"  setting up {env.name} (Python {env.python}) from {env.lock.relative_to(ROOT)} ...")
     if not env.python_bin.exists():
         subprocess.run([find_python(env.python), "-m", "venv", str(env.path)], check=True)
-    subprocess.run([str(env.python_bin), "-m", "pip", "install", "--quiet",
+    subprocess.run([str(env.python_bin), "-m", "pip", "install", "-qq",
                     "--disable-pip-version-check", "--no-deps", "--require-hashes",
                     "-r", str(env.lock)], check=True)
     stamp.write_text(want)

@@ -168,7 +168,7 @@ def download_wheels(lock: Path, cache: Path = CACHE) -> Path:
     if done.is_file():
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "--no-deps",
+    cmd = [sys.executable, "-m", "pip", "download", "-qq", "--require-hashes", "--no-deps",
            "--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11",
            "--abi", "cp311", "--abi", "abi3", "--abi", "none", "-d", dest, "-r", lock]
     for plat in PLATFORMS:
