@@ -50,6 +50,30 @@ def _accepts(module, predictor_name: str) -> dict[str, str]:
     return out
 
 
+# A richer type than JSON schema can state (a box, landmarks with their labels and
+# connections, a segmentation map), declared in predict.py as
+#   RUNWAY_OUTPUTS = {"boxes": {"type": "array", "item": {"name": "box",
+#                                                         "type": "image_bounding_box"}}}
+# (and RUNWAY_INPUTS), each a core.spec field without its name. It travels in the
+# schema under this key, which the add-on's Cog client reads; Cog ignores it.
+RICH_TYPE_KEY = "x-runway"
+
+
+def _with_rich_outputs(output: dict, rich: dict) -> dict:
+    if not rich:
+        return output
+    if output.get("type") == "object" and isinstance(output.get("properties"), dict):
+        unknown = set(rich) - set(output["properties"])
+        if unknown:
+            raise SystemExit(f"RUNWAY_OUTPUTS names outputs the predictor lacks: {sorted(unknown)}")
+        for name, field in rich.items():
+            output["properties"][name][RICH_TYPE_KEY] = field
+        return output
+    if set(rich) != {"output"}:
+        raise SystemExit("a single-output predictor's RUNWAY_OUTPUTS has one key: 'output'")
+    return dict(output, **{RICH_TYPE_KEY: rich["output"]})
+
+
 def build_schema(model_dir: Path) -> dict:
     import importlib
     import warnings
@@ -64,7 +88,10 @@ def build_schema(model_dir: Path) -> dict:
     sys.path.insert(0, str(model_dir))
     try:
         info = _inspector.create_predictor(module_name, predictor_name)
-        accepts = _accepts(importlib.import_module(module_name), predictor_name)
+        module = importlib.import_module(module_name)
+        accepts = _accepts(module, predictor_name)
+        rich_inputs = getattr(module, "RUNWAY_INPUTS", {})
+        rich_outputs = getattr(module, "RUNWAY_OUTPUTS", {})
     finally:
         sys.path.remove(str(model_dir))
 
@@ -99,6 +126,8 @@ def build_schema(model_dir: Path) -> dict:
             prop["deprecated"] = True
         if name in accepts:
             prop["x-cog-accept"] = accepts[name]
+        if name in rich_inputs:
+            prop[RICH_TYPE_KEY] = rich_inputs[name]
         prop["x-order"] = f.order
         props[name] = prop
 
@@ -106,7 +135,7 @@ def build_schema(model_dir: Path) -> dict:
     if required:
         inp["required"] = required
     components["Input"] = inp
-    components["Output"] = info.output.json_type()
+    components["Output"] = _with_rich_outputs(info.output.json_type(), rich_outputs)
     return {
         "openapi": "3.0.2",
         "info": {"title": "Cog", "version": "0.1.0"},

@@ -19,8 +19,18 @@ KEYPOINTS = ["right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tra
 FLOOR = 0.1  # the detectors keep everything above this; the user's threshold filters after
 
 
+# Richer than JSON schema can say: the add-on reads these as typed boxes and landmarks.
+RUNWAY_OUTPUTS = {
+    "boxes": {"type": "array", "item": {"name": "box", "type": "image_bounding_box"}},
+    "keypoints": {"type": "array", "item": {"name": "face", "type": "image_landmarks",
+                                            "length": len(KEYPOINTS), "labels": KEYPOINTS}},
+}
+
+
 class Output(BaseModel):
-    detections: dict
+    boxes: list  # per face, best first: normalised [xmin, ymin, xmax, ymax], origin top left
+    scores: list[float]  # per face, 0..1
+    keypoints: list  # per face: six normalised [x, y] points, in KEYPOINTS order
     annotated: Path
 
 
@@ -60,8 +70,7 @@ class Predictor(BasePredictor):
             box = det.location_data.relative_bounding_box
             xmin, ymin = max(0.0, box.xmin), max(0.0, box.ymin)
             xmax, ymax = min(1.0, box.xmin + box.width), min(1.0, box.ymin + box.height)
-            kps = {KEYPOINTS[i]: [round(k.x, 5), round(k.y, 5)]
-                   for i, k in enumerate(det.location_data.relative_keypoints)}
+            kps = [[round(k.x, 5), round(k.y, 5)] for k in det.location_data.relative_keypoints]
             faces.append({"box": [round(v, 5) for v in (xmin, ymin, xmax, ymax)],
                           "score": round(score, 4), "keypoints": kps})
         faces.sort(key=lambda f: -f["score"])
@@ -76,11 +85,9 @@ class Predictor(BasePredictor):
                            width=line_width)
             draw.text((x0 * w + line_width + 2, y0 * h + line_width + 1), f"{f['score']:.2f}",
                       fill=(0, 255, 64))
-            for x, y in f["keypoints"].values():
+            for x, y in f["keypoints"]:
                 draw.ellipse([x * w - r, y * h - r, x * w + r, y * h + r], fill=(255, 48, 48))
         out = Path(tempfile.mkdtemp()) / "annotated.png"
         annotated.save(out)
-        return Output(detections={"format": "normalised [xmin, ymin, xmax, ymax]",
-                                  "image_size": [w, h], "model_range": model_range,
-                                  "faces": faces},
-                      annotated=out)
+        return Output(boxes=[f["box"] for f in faces], scores=[f["score"] for f in faces],
+                      keypoints=[f["keypoints"] for f in faces], annotated=out)

@@ -16,9 +16,20 @@ from PIL import Image, ImageOps
 MODELS = {"general": 0, "landscape": 1}
 
 
+LABELS = ["background", "person"]
+
+# Richer than JSON schema can say: the add-on reads the map as a typed segmentation.
+RUNWAY_OUTPUTS = {
+    "segmentation": {"type": "segmentation", "labels": LABELS, "default_label": "background",
+                     "label_to_id": {name: i for i, name in enumerate(LABELS)},
+                     "label_to_color": {"background": [0, 0, 0], "person": [255, 255, 255]}},
+}
+
+
 class Output(BaseModel):
-    matte: Path
-    cutout: Path
+    matte: Path  # alpha, 8-bit grey
+    cutout: Path  # the photo with the matte as alpha
+    segmentation: Path  # label ids, 8-bit grey: 0 background, 1 person (the threshold)
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -57,6 +68,8 @@ class Predictor(BasePredictor):
         out = Path(tempfile.mkdtemp())
         matte = out / "matte.png"
         cutout = out / "cutout.png"
+        labels = out / "segmentation.png"
         Image.fromarray(alpha8).save(matte)
         Image.fromarray(np.dstack([rgb, alpha8])).save(cutout)
-        return Output(matte=matte, cutout=cutout)
+        Image.fromarray(keep.astype(np.uint8)).save(labels)
+        return Output(matte=matte, cutout=cutout, segmentation=labels)

@@ -18,8 +18,16 @@ LABELS = [lm.name.lower() for lm in POSE.PoseLandmark]  # 33, in landmark index 
 CONNECTIONS = sorted([int(a), int(b)] for a, b in POSE.POSE_CONNECTIONS)
 
 
+# Richer than JSON schema can say: the add-on reads these as typed landmarks.
+RUNWAY_OUTPUTS = {
+    "landmarks": {"type": "image_landmarks", "length": len(LABELS), "labels": LABELS,
+                  "connections": CONNECTIONS},
+}
+
+
 class Output(BaseModel):
-    landmarks: dict
+    landmarks: list  # 33 normalised [x, y] (origin top left), or none without a person
+    visibility: list[float]  # per landmark, 0..1
     overlay: Path
 
 
@@ -39,8 +47,8 @@ class Predictor(BasePredictor):
                             accept="image/*"),
         min_visibility: float = Input(default=0.5, ge=0.0, le=1.0,
                                       description="Landmarks less visible than this are left "
-                                                  "out of the overlay (they stay in the JSON "
-                                                  "with their visibility)."),
+                                                  "out of the overlay (they stay in the "
+                                                  "landmarks, with their visibility)."),
         background: str = Input(default="image", choices=["image", "dimmed", "black"],
                                 description="What the skeleton is drawn over."),
         line_width: int = Input(default=3, ge=1, le=20,
@@ -76,8 +84,4 @@ class Predictor(BasePredictor):
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
         out = Path(tempfile.mkdtemp()) / "overlay.png"
         overlay.save(out)
-        return Output(landmarks={"format": "normalised [x, y], origin top left",
-                                 "image_size": [w, h], "detected": found, "labels": LABELS,
-                                 "points": points, "visibility": visibility,
-                                 "connections": CONNECTIONS},
-                      overlay=out)
+        return Output(landmarks=points, visibility=visibility, overlay=out)

@@ -484,3 +484,27 @@ def test_connect_detects_cog(cog_servers):
     with connect(cog_servers.get("list_out").url) as model:
         assert isinstance(model, CogClient)
         assert model.run({"prompt": "a"}).outputs["output"] == ["A"]
+
+
+def test_rich_types_come_from_the_x_runway_extension():
+    """A model folder states boxes, landmarks and segmentation maps in the schema's
+    x-runway extension (JSON schema alone says 'array' or 'uri'); a broken one falls
+    back to what JSON schema says, never to an error."""
+    schema = {"components": {"schemas": {
+        "Input": {"type": "object", "properties": {}},
+        "Output": {"type": "object", "properties": {
+            "boxes": {"type": "array", "items": {"type": "object"},
+                      "x-runway": {"type": "array",
+                                   "item": {"name": "box", "type": "image_bounding_box"}}},
+            "pose": {"type": "array", "x-runway": {"type": "image_landmarks", "length": 2,
+                                                   "labels": ["a", "b"],
+                                                   "connections": [[0, 1]]}},
+            "seg": {"type": "string", "format": "uri",
+                    "x-runway": {"type": "segmentation", "labels": ["bg", "fg"]}},
+            "broken": {"type": "string", "format": "uri", "x-runway": {"type": "nonsense"}},
+        }}}}}
+    out = {f.name: f for f in spec_from_openapi(schema).command().outputs}
+    assert out["boxes"].type == "array" and out["boxes"].item.type == "image_bounding_box"
+    assert out["pose"].type == "image_landmarks" and out["pose"].connections == [(0, 1)]
+    assert out["seg"].type == "segmentation" and out["seg"].labels == ["bg", "fg"]
+    assert out["broken"].type == "file" and out["broken"].raw["x-runway"] == {"type": "nonsense"}

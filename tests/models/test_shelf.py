@@ -145,6 +145,8 @@ def field_kind(field) -> str:
         return field.media if field.media != "any" else "file"
     if field.type == "any":
         return "json"
+    if field.type == "array":  # a card names what there is one of (per face, ...)
+        return field_kind(field.item)
     return field.type
 
 
@@ -227,6 +229,16 @@ class TestPersonSegmentation(ShelfModel):
         assert np.array_equal(cut[:, :, 3], matte[:, :, 0])
         assert np.array_equal(cut[:, :, :3][m > 0.99], photo()[m > 0.99])
 
+    def test_segmentation_is_a_typed_label_map(self, model):
+        field = model.spec().command().output("segmentation")
+        assert field.type == "segmentation" and field.labels == ["background", "person"]
+        out = model.run({"image": photo()}).outputs
+        ids = out["segmentation"]  # decoded by the codecs into label ids
+        assert ids.shape == (600, 512) and set(np.unique(ids)) == {0, 1}
+        m = image(out["matte"])[:, :, 0]
+        # The map is the matte's threshold (0.5 by default).
+        assert np.array_equal(ids == 1, m >= 128)
+
     def test_hard_edges_give_a_binary_matte(self, model):
         out = model.run({"image": Image.fromarray(photo()), "soft_edges": False}).outputs
         assert set(np.unique(image(out["matte"]))) <= {0, 255}
@@ -241,22 +253,31 @@ class TestFaceDetection(ShelfModel):
     @pytest.mark.parametrize("model_range", ["short", "full"])
     def test_box_holds_the_face_and_its_keypoints(self, model, model_range):
         out = model.run({"image": photo(), "model_range": model_range}).outputs
-        faces = out["detections"]["faces"]
-        assert len(faces) == 1
-        x0, y0, x1, y1 = faces[0]["box"]
+        boxes, scores, keypoints = out["boxes"], out["scores"], out["keypoints"]
+        assert len(boxes) == len(scores) == len(keypoints) == 1
+        x0, y0, x1, y1 = boxes[0]
         # Where the face is in this photo (normalised, by eye): eyes near y 0.33, chin 0.55.
-        assert 0.25 < x0 < 0.45 and 0.55 < x1 < 0.75, faces[0]["box"]
-        assert 0.15 < y0 < 0.35 and 0.45 < y1 < 0.65, faces[0]["box"]
-        assert faces[0]["score"] > 0.5
+        assert 0.25 < x0 < 0.45 and 0.55 < x1 < 0.75, boxes[0]
+        assert 0.15 < y0 < 0.35 and 0.45 < y1 < 0.65, boxes[0]
+        assert scores[0] > 0.5
+        labels = model.spec().command().output("keypoints").item.labels
+        points = dict(zip(labels, keypoints[0]))
         for k in ("right_eye", "left_eye", "nose_tip", "mouth_center"):
-            kx, ky = faces[0]["keypoints"][k]
+            kx, ky = points[k]
             assert x0 <= kx <= x1 and y0 <= ky <= y1, k
         assert image(out["annotated"]).shape[:2] == (600, 512)
+
+    def test_outputs_are_typed_boxes_and_landmarks(self, model):
+        cmd = model.spec().command()
+        assert cmd.output("boxes").type == "array"
+        assert cmd.output("boxes").item.type == "image_bounding_box"
+        kp = cmd.output("keypoints").item
+        assert kp.type == "image_landmarks" and kp.length == 6 and "nose_tip" in kp.labels
 
     def test_no_face_in_a_plain_picture(self, model):
         blank = np.empty((256, 256, 3), np.uint8)
         blank[...] = (90, 120, 160)
-        assert model.run({"image": blank}).outputs["detections"]["faces"] == []
+        assert model.run({"image": blank}).outputs["boxes"] == []
 
 
 # ---------------------------------------------------------------- pose
@@ -266,13 +287,15 @@ class TestPose(ShelfModel):
     SMALL = {"image": photo_512()[::4, ::4]}
 
     def test_landmarks_lie_on_the_body(self, model):
+        field = model.spec().command().output("landmarks")
+        assert field.type == "image_landmarks" and field.length == 33
+        labels, connections = field.labels, field.connections
+        assert len(labels) == 33 and len(connections) == 35
+        assert all(0 <= a < 33 and 0 <= b < 33 for a, b in connections)
         out = model.run({"image": photo()}).outputs
-        lm = out["landmarks"]
-        assert lm["detected"]
-        assert len(lm["points"]) == len(lm["labels"]) == len(lm["visibility"]) == 33
-        assert len(lm["connections"]) == 35
-        assert all(0 <= a < 33 and 0 <= b < 33 for a, b in lm["connections"])
-        pts = dict(zip(lm["labels"], lm["points"]))
+        points, visibility = out["landmarks"], out["visibility"]
+        assert len(points) == len(visibility) == 33
+        pts = dict(zip(labels, points))
         nx, ny = pts["nose"]
         assert 0.4 < nx < 0.6 and 0.3 < ny < 0.5, pts["nose"]
         for side in ("left", "right"):
@@ -281,12 +304,16 @@ class TestPose(ShelfModel):
         # facing us: the person's left shoulder is on the picture's right
         assert pts["left_shoulder"][0] > pts["right_shoulder"][0]
         # nose, eyes, ears, mouth: inside the face of this photo
-        assert all(0.28 < x < 0.75 and 0.18 < y < 0.6 for x, y in lm["points"][:11])
-        vis = dict(zip(lm["labels"], lm["visibility"]))
-        arms = [lbl for lbl in lm["labels"] if "elbow" in lbl or "wrist" in lbl]
+        assert all(0.28 < x < 0.75 and 0.18 < y < 0.6 for x, y in points[:11])
+        vis = dict(zip(labels, visibility))
+        arms = [lbl for lbl in labels if "elbow" in lbl or "wrist" in lbl]
         # out of this head-and-shoulders frame: unseen, or at the bottom edge
         assert all(vis[a] < 0.5 or pts[a][1] > 0.85 for a in arms)
         assert image(out["overlay"]).shape[:2] == (600, 512)
+
+    def test_no_person_gives_no_landmarks(self, model):
+        blank = np.full((256, 256, 3), 128, np.uint8)
+        assert model.run({"image": blank}).outputs["landmarks"] == []
 
 
 # ---------------------------------------------------------------- style transfer

@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Mapping, Optional
 
 import requests
+from pydantic import TypeAdapter, ValidationError
 
 from ..codecs import WireContext, decode_value, encode_value
 from ..errors import (AuthError, Cancelled, ConnectionFailed, ModelNotReady, RunwayError,
@@ -27,6 +28,11 @@ __all__ = ["spec_from_openapi", "CogClient", "COMMAND", "SINGLE_OUTPUT"]
 
 COMMAND = "predict"  # Cog has one command; the name matches its Python method
 SINGLE_OUTPUT = "output"  # the output's name unless the model returns an object
+# OpenAPI extension key under which a model folder states a richer type than JSON
+# schema can (boxes, landmarks with labels and connections, segmentation maps):
+# the value is a core.spec field without its name. See buildtools/cog_schema.py.
+RICH_TYPE_KEY = "x-runway"
+_FIELD = TypeAdapter(FieldSpec)
 
 _STATES = {
     "STARTING": HealthState.STARTING,
@@ -106,6 +112,12 @@ def _field(schema: Mapping[str, Any], name: str, prop: Mapping[str, Any],
     default = p.get("default")
     kind, fmt = p.get("type"), p.get("format")
 
+    rich = p.get(RICH_TYPE_KEY)
+    if isinstance(rich, Mapping):
+        try:
+            return _FIELD.validate_python({**common, **rich})
+        except ValidationError:
+            pass  # a rich type we cannot read: fall back to what JSON schema says
     if "enum" in p:
         return CategoryField(choices=list(p["enum"]), default=default, **common)
     if fmt == "password" or p.get("x-cog-secret"):
