@@ -407,8 +407,26 @@ class DockerSession(ModelSession):
                 items.put(exc)
 
         threading.Thread(target=read, name=f"docker-pull-{self.name}", daemon=True).start()
-        layers: dict[str, tuple[int, int]] = {}
+        # Bytes downloaded per layer: [done, total]. The engine reports "Downloading"
+        # and then "Extracting" with a current that starts again from 0, and often
+        # no final 100% "Downloading": count downloads only, a layer is fully
+        # downloaded once it verifies, extracts or completes, and done never goes back.
+        layers: dict[str, list[int]] = {}
         last_emit = 0.0
+        emitted = None
+        extracting = False
+
+        def emit():
+            nonlocal last_emit, emitted
+            done = sum(d for d, _ in layers.values())
+            total = sum(t for _, t in layers.values())
+            phase = "extracting" if extracting else "downloading"
+            if emitted == (done, total, phase):
+                return
+            last_emit, emitted = time.monotonic(), (done, total, phase)
+            self._emit(SessionState.PREPARING,
+                       f"pulling {self.image}: {phase} {len(layers)} layers", done, total)
+
         while True:
             self._check_stop()
             if time.monotonic() > deadline:
@@ -419,21 +437,31 @@ class DockerSession(ModelSession):
             except queue.Empty:
                 continue
             if item is None:
+                if layers:
+                    emit()  # the final state, which the rate limit may have held back
                 return
             if isinstance(item, Exception):
                 raise item
             if item.get("error"):
                 raise RuntimeError(item["error"])
+            layer_id = item.get("id")
+            status = str(item.get("status") or "")
             detail = item.get("progressDetail") or {}
-            if item.get("id") and detail.get("total"):
-                layers[item["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
-            now = time.monotonic()
-            if layers and now - last_emit > 0.25:
-                last_emit = now
-                done = sum(c for c, _ in layers.values())
-                total = sum(t for _, t in layers.values())
-                self._emit(SessionState.PREPARING,
-                           f"pulling {self.image}: {len(layers)} layers", done, total)
+            total = int(detail.get("total") or 0)
+            layer = layers.get(layer_id) if layer_id else None
+            if layer_id and total > 0 and layer is None:
+                layer = layers[layer_id] = [0, total]
+            if layer is not None:
+                if status == "Downloading":
+                    layer[1] = max(layer[1], total)
+                    layer[0] = min(layer[1], max(layer[0], int(detail.get("current") or 0)))
+                elif status in ("Verifying Checksum", "Download complete", "Extracting",
+                                "Pull complete"):
+                    layer[0] = layer[1]
+                if status == "Extracting":
+                    extracting = True
+            if layers and time.monotonic() - last_emit > 0.25:
+                emit()
 
     def _create_and_start(self) -> None:
         if self.share_files:
