@@ -94,6 +94,7 @@ def bench_docker(model_dir: Path, args) -> Sample:
 
 cold.RUNTIMES["docker-bare"] = bench_docker_bare
 cold.RUNTIMES["docker"] = bench_docker
+cold.BASELINES["docker"] = "docker-bare"
 
 
 def main(argv=None) -> None:
