@@ -294,7 +294,9 @@ def build_model_image(model_dir: Path, tag: str, cache: Path = CACHE, *,
 
 
 def default_tag(model_dir: Path) -> str:
-    return f"runway-for-blender/{Path(model_dir).name.lower()}:latest"
+    # The runtime decides which image a model runs as; build that one.
+    from runway_addon.core.runtimes.docker import image_tag
+    return image_tag(model_dir)
 
 
 def main(argv=None) -> int:  # python3 -m buildtools.images MODEL_DIR [TAG]

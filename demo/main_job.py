@@ -97,8 +97,9 @@ def build_scene(bpy, width, height, samples):
 
 
 def run_model(card, inputs, steps, label):
-    """Start the model on the local-process runtime, run it once, stop it."""
-    from_addon = importlib.import_module(PKG + ".core.runtimes.process")
+    """Start the model where the add-on's preferences say (the local process by
+    default), run it once, stop it."""
+    sessions = importlib.import_module(PKG + ".blender.sessions")
     base = importlib.import_module(PKG + ".core.runtimes.base")
     marks = {}
 
@@ -107,7 +108,7 @@ def run_model(card, inputs, steps, label):
         if event.state is base.SessionState.PREPARING and event.message:
             print(f"         {event.message}", flush=True)
 
-    session = from_addon.ProcessSession(card.folder, on_event=on_event)
+    session = sessions.open_session(card, on_event=on_event)
     t0 = time.monotonic()
     try:
         session.start()
@@ -136,6 +137,11 @@ def main():
             filepath=args.zip, repo="user_default", enable_on_install=True)
         if result != {"FINISHED"} or PKG not in bpy.context.preferences.addons:
             sys.exit(f"[demo] the extension did not install: {result}")
+    # Model environments live in the shared cache, so a second demo run (and the
+    # tests) reuse them; the add-on's own default is its user folder.
+    process = importlib.import_module(PKG + ".core.runtimes.process")
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    prefs.cache_folder = str(process.default_cache_dir())
     catalog_mod = importlib.import_module(PKG + ".core.catalog")
     codecs = importlib.import_module(PKG + ".core.codecs")
     images = importlib.import_module(PKG + ".blender.images")

@@ -1,13 +1,20 @@
-"""Model sessions seen from Blender: where their files live (the preferences'
-cache folder), and the start-up clean-up of what a crashed Blender left running.
+"""Model sessions seen from Blender: which runtime the preferences choose, where
+their files live (the preferences' cache folder), and the start-up clean-up of
+what a crashed Blender left running.
 
-The clean-up runs on a worker thread: reaching Docker can take seconds and
-Blender must never wait for it.
+``open_session`` reads the preferences on the main thread and returns a session
+that has not started: ``start()`` belongs on a worker thread (it may create an
+environment or pull an image). The clean-up runs on a worker thread too.
 """
 import threading
 from pathlib import Path
 
+import bpy
+
 from . import preferences
+from ..core.runtimes.base import RuntimeFailed
+
+GB = 1024 ** 3
 
 
 def cache_dir() -> Path:
@@ -19,6 +26,42 @@ def runtime_dirs() -> dict:
     """Keyword arguments for ProcessSession: environments and session folders."""
     base = cache_dir()
     return {"env_root": base / "model-envs", "runtime_dir": base / "sessions"}
+
+
+def open_session(card, *, runtime: str = "", on_event=None):
+    """A session for the shelf model ``card`` where the preferences say models run
+    (or ``runtime``, one of preferences.RUNTIMES). Not started."""
+    from ..core.runtimes import docker, process, remote
+
+    prefs = preferences.get_preferences()
+    runtime = runtime or prefs.default_runtime
+    if runtime == "LOCAL_PROCESS":
+        return process.ProcessSession(card.folder, name=card.name, on_event=on_event,
+                                      **runtime_dirs())
+    if runtime in ("DOCKER_CPU", "DOCKER_GPU"):
+        return docker.DockerSession(card.name, docker.image_tag(card.folder), on_event=on_event,
+                                    mem_limit=prefs.memory_limit_gb * GB,
+                                    gpu=runtime == "DOCKER_GPU",
+                                    docker_host=prefs.docker_host or None)
+    if runtime != "REMOTE":
+        raise ValueError(f"unknown runtime {runtime!r}")
+    if not 0 <= prefs.active_endpoint < len(prefs.endpoints):
+        raise RuntimeFailed("No remote endpoint is selected.",
+                            hint="Add one under Preferences > Add-ons > Runway for Blender > "
+                                 "Remote endpoints, or run the model on this computer.")
+    endpoint = prefs.endpoints[prefs.active_endpoint]
+    if endpoint.kind == "DOCKER_HOST":  # the shelf model's image on a remote engine
+        return docker.DockerSession(card.name, docker.image_tag(card.folder), on_event=on_event,
+                                    mem_limit=prefs.memory_limit_gb * GB,
+                                    docker_host=endpoint.url)
+    # A model server or a Replicate model: the endpoint names the model itself.
+    token = preferences.token_store().get(endpoint.name)
+    online = bool(getattr(bpy.app, "online_access", True))
+    if endpoint.kind == "REPLICATE":
+        return remote.ReplicateSession(endpoint.url, token=token, name=endpoint.name,
+                                       on_event=on_event, online_access=online)
+    return remote.RemoteSession(endpoint.url, token=token, name=endpoint.name,
+                                on_event=on_event, online_access=online)
 
 
 def _cleanup(runtime_dir: Path, docker_host: str, report) -> None:

@@ -53,6 +53,14 @@ UNAVAILABLE = "Docker unavailable"  # the seed's plain status line
 PIDS_LIMIT = 4096  # generous for model servers and their data loaders, bounds a fork bomb
 
 
+IMAGE_REPOSITORY = "runway-for-blender"
+
+
+def image_tag(model_dir) -> str:
+    """The image a model folder runs as (what ``build.py models docker`` builds)."""
+    return f"{IMAGE_REPOSITORY}/{os.path.basename(os.path.normpath(str(model_dir))).lower()}:latest"
+
+
 def default_owner() -> str:
     """A stable id for this user on this machine (the owner label's value)."""
     try:

@@ -1,0 +1,117 @@
+"""The preferences choose where a shelf model runs: sessions opened from Blender."""
+import importlib
+
+import numpy as np
+import pytest
+
+from runway_addon.core.runtimes.process import default_cache_dir
+from tests.conftest import ADDON_PKG
+
+pytestmark = [pytest.mark.blender]
+
+
+@pytest.fixture
+def addon_modules(blender):
+    def mod(name):
+        return importlib.import_module(f"{ADDON_PKG}.{name}")
+    return mod
+
+
+@pytest.fixture
+def prefs(blender):
+    p = blender.context.preferences.addons[ADDON_PKG].preferences
+    saved = (p.default_runtime, p.cache_folder, p.memory_limit_gb, p.docker_host)
+    yield p
+    p.default_runtime, p.cache_folder, p.memory_limit_gb, p.docker_host = saved
+    while len(p.endpoints):
+        p.endpoints.remove(0)
+
+
+@pytest.fixture
+def shelf(addon_modules):
+    catalog = addon_modules("core.catalog")
+    cards = catalog.Catalog.load([catalog.builtin_models_dir()])
+    assert not cards.errors
+    return cards
+
+
+def small_picture():
+    y, x = np.mgrid[0:64, 0:64]
+    return np.dstack([x * 4, y * 4, np.full_like(x, 90)]).astype(np.uint8)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_local_process_by_default_with_the_cache_folder_of_the_preferences(
+        prefs, shelf, addon_modules):
+    # The shared cache holds the shelf's environments already (other tests built them).
+    prefs.cache_folder = str(default_cache_dir())
+    session = addon_modules("blender.sessions").open_session(shelf.get("style-transfer"))
+    assert type(session).__name__ == "ProcessSession"
+    assert str(session.env_root).startswith(str(default_cache_dir()))
+    try:
+        session.start()
+        with session.client() as client:
+            out = client.run({"image": small_picture(), "strength": 1.0}).outputs["output"]
+        assert out.mime == "image/png"
+    finally:
+        session.stop()
+    assert session.state.value == "stopped"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_docker_cpu_runs_the_models_image_with_the_memory_limit(prefs, shelf, addon_modules):
+    from buildtools import images
+    card = shelf.get("style-transfer")
+    images.build_model_image(card.folder, images.default_tag(card.folder))  # reused if built
+    prefs.default_runtime, prefs.memory_limit_gb = "DOCKER_CPU", 3
+    session = addon_modules("blender.sessions").open_session(card)
+    assert type(session).__name__ == "DockerSession"
+    assert session.image == "runway-for-blender/style-transfer:latest"
+    assert session.mem_limit == 3 * 1024 ** 3 and not session.gpu
+    try:
+        session.start(timeout=180)
+        import docker
+        info = docker.from_env().api.inspect_container(session.container_id)
+        assert info["HostConfig"]["Memory"] == 3 * 1024 ** 3
+        with session.client() as client:
+            assert client.run({"image": small_picture()}).outputs["output"].mime == "image/png"
+    finally:
+        session.stop()
+
+
+@pytest.mark.docker
+def test_docker_gpu_says_what_is_missing(prefs, shelf, addon_modules):
+    prefs.default_runtime = "DOCKER_GPU"
+    session = addon_modules("blender.sessions").open_session(shelf.get("upscale"))
+    assert session.gpu
+    with pytest.raises(Exception, match="(?i)nvidia"):
+        session.start(timeout=60)
+    assert session.state.value == "failed" and "NVIDIA" in session.reason
+
+
+def test_remote_without_an_endpoint_is_a_clear_error(prefs, shelf, addon_modules):
+    prefs.default_runtime = "REMOTE"
+    with pytest.raises(Exception, match="No remote endpoint is selected"):
+        addon_modules("blender.sessions").open_session(shelf.get("upscale"))
+
+
+def test_remote_endpoint_honours_online_access_and_carries_its_token(
+        blender, prefs, shelf, addon_modules):
+    prefs.default_runtime = "REMOTE"
+    blender.ops.runway.endpoint_add()
+    ep = prefs.endpoints[-1]
+    ep.name, ep.kind, ep.url = "studio", "URL", "http://127.0.0.1:9"
+    blender.ops.runway.token_set(endpoint="studio", token="secret-studio-token")
+    try:
+        session = addon_modules("blender.sessions").open_session(shelf.get("upscale"))
+        assert type(session).__name__ == "RemoteSession"
+        assert session.address == "http://127.0.0.1:9"
+        assert "secret-studio-token" not in repr(session)
+        assert session._token == "secret-studio-token"
+        if not blender.app.online_access:  # the bpy module starts with it off
+            with pytest.raises(Exception, match="Online access is off"):
+                session.start(timeout=5)
+    finally:
+        blender.ops.runway.token_clear(endpoint="studio")
