@@ -87,8 +87,10 @@ def start_orphan_cleanup(report=print) -> threading.Thread:
     prefs = preferences.get_preferences()
     runtime_dir = runtime_dirs()["runtime_dir"]
     docker_host = prefs.docker_host if prefs else ""
+    # Not a daemon thread: Python waits for it before it shuts down (at most the
+    # Docker timeout). A daemon thread still running at exit crashed Blender 4.2.
     thread = threading.Thread(target=_cleanup, args=(runtime_dir, docker_host,
                                                      lambda m: report(f"Runway: {m}")),
-                              name="runway-orphan-cleanup", daemon=True)
+                              name="runway-orphan-cleanup")
     thread.start()
     return thread
