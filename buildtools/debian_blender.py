@@ -714,6 +714,10 @@ while [ ! -e "$out.ready" ]; do
   if [ $(( t )) -ge $(( ready_timeout * 10 )) ]; then echo "no ready signal; taking the picture anyway" >&2; break; fi
   sleep 0.1; t=$(( t + 1 ))
 done
+# Clicks, e.g. on a sidebar tab that no script can select: "x,y x,y ..."
+for xy in ${RW_CLICKS:-}; do
+  sleep 1; xdotool mousemove --sync "${xy%,*}" "${xy#*,}" click 1
+done
 sleep "$wait_s"
 import -display "$DISPLAY" -window root "$out"
 rc=$?
@@ -759,6 +763,7 @@ def screenshot(
     args: Sequence[str] = (),
     binds: Mapping[str | Path, str] | None = None,
     timeout: float = 300,
+    clicks: Sequence[tuple[int, int]] = (),
 ) -> subprocess.CompletedProcess:
     """Screenshot of a real Blender window under Xvfb in the root.
 
@@ -770,7 +775,8 @@ def screenshot(
     running when the picture was taken (it is probably black).
 
     With ``hide_splash`` the isolated preferences are saved once with the splash turned off
-    (else the first start shows the "Quick Setup" splash over the window).
+    (else the first start shows the "Quick Setup" splash over the window). ``clicks``: window
+    coordinates clicked (xdotool) once the window is ready, before the wait.
     """
     out_png = Path(out_png).resolve()
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -796,6 +802,7 @@ def screenshot(
         shot_in_root = f"{point}/out/shot.png"
         env = user_env(f"{point}/user")
         env["RW_SCREENSHOT_READY"] = shot_in_root + ".ready"
+        env["RW_CLICKS"] = " ".join(f"{x},{y}" for x, y in clicks)
         all_binds = {user_dir: f"{point}/user", outd: f"{point}/out"}
         all_binds.update(binds or {})
         width, height = size.split("x")

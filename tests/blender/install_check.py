@@ -69,11 +69,23 @@ def main():
     except Exception as ex:
         out["core_spec"] = f"error: {ex}"
 
+    def ours(handlers):
+        return [h.__name__ for h in handlers if getattr(h, "__module__", "").startswith(PKG)]
+
+    out["handlers"] = ours(bpy.app.handlers.load_post)
+    wm = bpy.context.window_manager
+    directory = getattr(wm, "runway_directory", None)
+    if directory is not None:  # background mode: fill the list as the timer would
+        sys.modules[PKG + ".blender.directory"].sync_entries(directory)
+        out["directory_models"] = sorted(m.name for m in directory.models)
+
     bpy.ops.preferences.addon_disable(module=PKG)
     out["after_disable"] = {
         "enabled": PKG in bpy.context.preferences.addons,
         "still_registered": [c.__name__ for c in classes if c.is_registered],
         "operators": sorted(n for n in dir(bpy.ops.runway) if not n.startswith("_")),
+        "window_manager_property": hasattr(bpy.types.WindowManager, "runway_directory"),
+        "handlers": ours(bpy.app.handlers.load_post),
     }
     bpy.ops.preferences.addon_enable(module=PKG)
     mod = sys.modules.get(PKG)

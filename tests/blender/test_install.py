@@ -18,7 +18,16 @@ HERE = Path(__file__).resolve().parent
 EXPECTED_CLASSES = {
     "RUNWAY_PG_endpoint", "RUNWAY_OT_endpoint_add", "RUNWAY_OT_endpoint_remove",
     "RUNWAY_OT_token_set", "RUNWAY_OT_token_clear", "RUNWAY_UL_endpoints", "RunwayPreferences",
+    "RUNWAY_PG_model_entry", "RUNWAY_PG_directory", "RUNWAY_UL_models",
+    "RUNWAY_OT_directory_refresh",
+    # the Model Directory and its card, in the sidebar of each editor
+    *(f"RUNWAY_PT_{p}{s}" for p in ("directory", "card", "card_characteristics",
+                                    "card_licence", "card_people", "card_versions",
+                                    "card_more")
+      for s in ("", "_image_editor", "_sequence_editor", "_node_editor")),
 }
+SHELF = {"denoise", "face-detection", "person-segmentation", "pose", "style-transfer",
+         "text-to-speech", "upscale"}
 
 
 def run_install_check(python: Path, zip_path: Path) -> dict:
@@ -45,7 +54,10 @@ def assert_install_report(r: dict, *, user_dir, bundled_wheels: bool) -> None:
     if user_dir:
         # The cache lives in the extension's own user folder, inside the isolated one.
         assert prefs["cache_path"].startswith(user_dir)
-    assert {"token_set", "token_clear", "endpoint_add", "endpoint_remove"} <= set(r["operators"])
+    assert {"token_set", "token_clear", "endpoint_add", "endpoint_remove",
+            "directory_refresh"} <= set(r["operators"])
+    assert set(r["directory_models"]) == SHELF  # the Model Directory lists the built-in shelf
+    assert r["handlers"] == ["_on_load_post"]
     assert r["core_spec"] == "ModelSpec"
     for name, info in r["wheels"].items():
         assert "error" not in info, (name, info)
@@ -57,6 +69,7 @@ def assert_install_report(r: dict, *, user_dir, bundled_wheels: bool) -> None:
             assert f"/extensions/.local/lib/{py}/site-packages/" in info["file"], (name, info)
     after = r["after_disable"]
     assert not after["enabled"] and after["still_registered"] == [] and after["operators"] == []
+    assert not after["window_manager_property"] and after["handlers"] == []
     again = r["after_reenable"]
     assert again["enabled"] and set(again["registered"]) == EXPECTED_CLASSES and again["preferences"]
 
