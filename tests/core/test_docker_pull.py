@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +38,7 @@ if str(ROOT) not in sys.path:
 from runway_addon.core.runtimes import docker as rt  # noqa: E402
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
 from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
+from tests.servers import stop_process  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -228,13 +228,7 @@ def registry(engine):
                         f"{proc.poll()}):\n{(base / 'registry.log').read_text()[-2000:]}")
         yield f"127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc, 15)
         log.close()
         shutil.rmtree(base, ignore_errors=True)
 

@@ -35,6 +35,7 @@ from runway_addon.core.errors import RunwayError  # noqa: E402
 from runway_addon.core.runtimes import docker as rt  # noqa: E402
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
 from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
+from tests.servers import stop_process  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
@@ -503,13 +504,7 @@ def second_engine(engine, images, tmp_path_factory):
             except Exception:
                 pass
             remote.close()
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait(10)
+        stop_process(daemon, 30)
         log.close()
         subprocess.run(["ip", "link", "del", BRIDGE], check=False)
         shutil.rmtree(base, ignore_errors=True)
