@@ -169,10 +169,8 @@ def test_environment_built_with_progress_then_reused(tmp_path):
     again = ModelEnvironment(BROKEN, root)  # same lock content -> same environment
     assert again.path == path
     steps.clear()
-    t = time.monotonic()
     again.ensure(lambda msg, done, total: steps.append(msg))
-    assert time.monotonic() - t < 0.5
-    assert steps == ["environment ready (reused)"]
+    assert steps == ["environment ready (reused)"]  # no venv, no pip: the stamp only
 
 
 def test_missing_python_version_is_a_clear_error(tmp_path):
