@@ -416,6 +416,11 @@ def test_cancel_event_stops_a_slow_run(cog_client):
 def test_cancel_by_run_id(cog_client):
     client = cog_client("slow")
     errors = []
+    # Start from an idle server: a slot still freeing after an earlier test reads
+    # BUSY too, and a cancel sent then would find no such run.
+    deadline = time.monotonic() + 10
+    while client.health().state is not HealthState.READY and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     def work():
         try:
