@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,11 @@ if str(ROOT) not in sys.path:  # plain `pytest` does not put the repository root
     sys.path.insert(0, str(ROOT))
 
 from buildtools import envs  # noqa: E402
+from runway_addon.core.runtimes.process import free_port  # noqa: E402
 MODELS = ROOT / "tests" / "cog_models"
 HOST = "127.0.0.1"
 
 __all__ = ["CogServer", "CogServerPool", "cog_venv", "cog_servers", "free_port", "MODELS"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _predictor_ref(model_dir: Path) -> str:

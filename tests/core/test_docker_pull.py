@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,7 +37,8 @@ if str(ROOT) not in sys.path:
 from runway_addon.core.runtimes import docker as rt  # noqa: E402
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
 from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
-from tests.servers import stop_process  # noqa: E402
+from runway_addon.core.runtimes.process import free_port  # noqa: E402
+from tests.servers import docker_engine, stop_process, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -50,21 +50,6 @@ REGISTRY_PACKAGE = "docker-registry"
 
 
 # ---------------------------------------------------------------- helpers
-
-def _wait(predicate, timeout=15.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _registry_binary() -> str:
     """The registry's path; installs Debian's package with apt-get when missing."""
@@ -189,12 +174,7 @@ def _pattern(h=6, w=7) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def engine():
-    import docker
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:
-        pytest.skip(f"no Docker engine reachable: {exc}")
+    client = docker_engine(120)
     yield client
     client.close()
 
@@ -204,7 +184,7 @@ def registry(engine):
     """``127.0.0.1:PORT`` of a registry process with its storage in a temporary
     folder; stopped and the folder removed afterwards."""
     binary = _registry_binary()
-    port = _free_port()
+    port = free_port()
     base = Path(tempfile.mkdtemp(prefix="rwb-registry-"))
     (base / "config.yml").write_text(
         "version: 0.1\n"
@@ -223,7 +203,7 @@ def registry(engine):
             except requests.RequestException:
                 return False
 
-        if not _wait(up, 30, 0.2):
+        if not wait_until(up, 30, 0.2):
             pytest.fail(f"the registry did not answer on 127.0.0.1:{port} (exit "
                         f"{proc.poll()}):\n{(base / 'registry.log').read_text()[-2000:]}")
         yield f"127.0.0.1:{port}"
@@ -366,8 +346,8 @@ def test_stop_during_pull(engine, pushed, owner):
                                           filters={"label": f"{rt.OWNER_LABEL}={owner}"})
         # The thread reading the engine's pull stream ends too, and its connection
         # with it: the engine cancels the pull (a whole pull takes a few seconds here).
-        assert _wait(lambda: not _pull_threads("invert"), 30), _pull_threads("invert")
-        assert not _wait(lambda: _present(engine, pushed), 10, 0.5), \
+        assert wait_until(lambda: not _pull_threads("invert"), 30), _pull_threads("invert")
+        assert not wait_until(lambda: _present(engine, pushed), 10, 0.5), \
             "the engine finished the pull after stop()"
     finally:
         s.stop()

@@ -35,7 +35,7 @@ from runway_addon.core.errors import RunwayError  # noqa: E402
 from runway_addon.core.runtimes import docker as rt  # noqa: E402
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
 from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
-from tests.servers import stop_process  # noqa: E402
+from tests.servers import docker_engine, stop_process, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
@@ -47,19 +47,11 @@ REMOTE_HOST = "tcp://127.0.0.1:23750"
 
 # ---------------------------------------------------------------- fixtures
 
-def _engine():
-    import docker
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-        return client
-    except Exception as exc:
-        pytest.skip(f"no Docker engine reachable: {exc}")
 
 
 @pytest.fixture(scope="session")
 def engine():
-    client = _engine()
+    client = docker_engine(30)
     yield client
     client.close()
 
@@ -125,15 +117,6 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
-
-
-def _wait(predicate, timeout=15.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 # ---------------------------------------------------------------- pure: the request we build
@@ -228,7 +211,7 @@ def test_stop_while_preparing(engine, sessions, owner):
                  on_event=on_event)
     with pytest.raises(RuntimeFailed, match="stopped while starting"):
         s.start(timeout=120)
-    assert _wait(lambda: s.state is SessionState.STOPPED, 5)
+    assert wait_until(lambda: s.state is SessionState.STOPPED, 5)
     assert s.url is None and s.shared_dir is None
     assert not engine.containers.list(all=True,
                                       filters={"label": f"{rt.OWNER_LABEL}={owner}"})
@@ -286,7 +269,7 @@ def test_run_returns_inverted_pixels_and_is_locked_down(engine, images, sessions
     import docker.errors
     with pytest.raises(docker.errors.NotFound):
         engine.containers.get(cid)
-    assert _wait(lambda: _port_free(port), 5) and not os.path.exists(shared)
+    assert wait_until(lambda: _port_free(port), 5) and not os.path.exists(shared)
     s.stop()  # twice is fine
     assert s.state is SessionState.STOPPED
 
@@ -366,12 +349,12 @@ def test_container_killed_mid_prediction(engine, images, sessions):
 
     t = threading.Thread(target=predict)
     t.start()
-    assert _wait(lambda: requests.get(s.url + "/health-check", timeout=5)
+    assert wait_until(lambda: requests.get(s.url + "/health-check", timeout=5)
                  .json()["status"] == "BUSY", 15)
     engine.containers.get(s.container_id).kill()  # the model's container dies mid-run
     t.join(30)
     assert answer and isinstance(answer[0], requests.RequestException)
-    assert _wait(lambda: s.state is SessionState.FAILED, 15)
+    assert wait_until(lambda: s.state is SessionState.FAILED, 15)
     assert "container exited (exit code 137)" in s.reason
     assert s.diagnose() == s.reason
     with pytest.raises(RuntimeFailed, match="not running"):
@@ -386,7 +369,7 @@ def test_oom_kill_is_reported_with_the_limit(engine, images, sessions):
     with s.client() as model:
         with pytest.raises(RunwayError):
             model.run({"megabytes": 1024})
-    assert _wait(lambda: s.state is SessionState.FAILED, 15)
+    assert wait_until(lambda: s.state is SessionState.FAILED, 15)
     assert s.oom_killed
     assert "ran out of memory (limit 200 MB)" in s.reason
     assert "Container memory" in s.reason and "Docker Desktop" in s.reason
@@ -467,9 +450,10 @@ def second_engine(engine, images, tmp_path_factory):
     """A second dockerd on tcp://127.0.0.1:23750 with its own roots and bridge, holding
     a copy of the invert image. Stopped and wiped afterwards."""
     if os.geteuid() != 0 or not shutil.which("dockerd"):
-        pytest.skip("a second dockerd needs root and the dockerd binary")
+        pytest.fail("a second dockerd needs root and the dockerd binary", pytrace=False)
     if not _port_free(23750):
-        pytest.skip("port 23750 is in use")
+        pytest.fail("port 23750 is in use: the second dockerd cannot listen there",
+                    pytrace=False)
     base = Path("/tmp") / f"rwb-d2-{uuid.uuid4().hex[:6]}"  # short: socket paths are limited
     base.mkdir()
     subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=False)
@@ -492,7 +476,7 @@ def second_engine(engine, images, tmp_path_factory):
                 return remote.ping()
             except Exception:
                 return False
-        assert _wait(up, 30), (base / "log").read_text()[-2000:]
+        assert wait_until(up, 30), (base / "log").read_text()[-2000:]
         # docker save | docker -H ... load, through the SDK (no CLI output parsed).
         remote.images.load(b"".join(engine.images.get(INVERT).save(named=True)))
         yield remote, daemon
@@ -527,7 +511,7 @@ def test_remote_engine_runs_then_reports_docker_stopped(second_engine, sessions)
 
     daemon.send_signal(signal.SIGTERM)  # "Docker stopped" while the session runs
     daemon.wait(30)
-    assert _wait(lambda: s.reason.startswith("Docker unavailable"), 20), s.reason
+    assert wait_until(lambda: s.reason.startswith("Docker unavailable"), 20), s.reason
     assert s.state is SessionState.FAILED
     t0 = time.monotonic()
     s.stop()  # must not hang on a dead engine
