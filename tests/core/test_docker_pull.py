@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from runway_addon.core.runtimes import docker as rt  # noqa: E402
-from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
+from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted  # noqa: E402
 from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
 from runway_addon.core.runtimes.process import free_port  # noqa: E402
 from tests.servers import docker_engine, stop_process, wait_until  # noqa: E402
@@ -331,7 +331,7 @@ def test_stop_during_pull(engine, pushed, owner):
     s = DockerSession("invert", pushed, owner=owner, on_event=on_event)
     try:
         t0 = time.monotonic()
-        with pytest.raises(RuntimeFailed, match="stopped while starting"):
+        with pytest.raises(StartAborted, match="stopped before it was ready"):
             s.start(timeout=300)
         assert time.monotonic() - t0 < 60
         assert stopper, [(e.state.value, e.message) for e in events]

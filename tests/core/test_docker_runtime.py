@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from runway_addon.core.errors import RunwayError  # noqa: E402
 from runway_addon.core.runtimes import docker as rt  # noqa: E402
-from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
+from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted  # noqa: E402
 from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
 from tests.servers import docker_engine, stop_process, wait_until  # noqa: E402
 
@@ -209,7 +209,7 @@ def test_stop_while_preparing(engine, sessions, owner):
 
     s = sessions("ghost", f"runway-test/not-built-{uuid.uuid4().hex[:8]}:latest",
                  on_event=on_event)
-    with pytest.raises(RuntimeFailed, match="stopped while starting"):
+    with pytest.raises(StartAborted, match="stopped before it was ready"):
         s.start(timeout=120)
     assert wait_until(lambda: s.state is SessionState.STOPPED, 5)
     assert s.url is None and s.shared_dir is None
@@ -317,7 +317,7 @@ def test_stop_while_starting(engine, images, sessions, owner):
     s.stop()
     worker.join(15)
     assert not worker.is_alive() and time.monotonic() - t0 < 15
-    assert "stopped while starting" in str(failure[0])
+    assert isinstance(failure[0], StartAborted), failure[0]
     assert s.state is SessionState.STOPPED
     assert not engine.containers.list(all=True,
                                       filters={"label": f"{rt.OWNER_LABEL}={owner}"})

@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState
+from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, StartAborted
 from .pywin32_paths import ensure_pywin32_paths
 
 CONTAINER_PORT = 5000
@@ -334,8 +334,8 @@ class DockerSession(ModelSession):
             # the outcome is a stopped session, not a failure.
             self._release()
             self._emit(SessionState.STOPPED, "stopped while starting")
-            raise RuntimeFailed(f"model {self.name!r} was stopped while starting",
-                                hint="Start it again when you want to run it.") from None
+            raise StartAborted(f"model {self.name!r} was stopped before it was ready",
+                               hint="Start it again when you want to run it.") from None
 
     def _fail_start(self, exc: Exception) -> None:
         """Release everything, go FAILED and raise the error a person can act on."""
