@@ -298,3 +298,19 @@ def builtin_models_dir() -> Optional[Path]:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def load_spec(card: ModelCard):
+    """The model's spec from the schema file its folder carries (no server needed):
+    what the Run panel builds its widgets from. CatalogError when it cannot be read."""
+    from .protocols.cog import spec_from_openapi
+
+    if not card.folder or card.runtime is None:
+        raise CatalogError(f"model {card.name!r} has no folder with a schema", path=card.folder or "")
+    path = Path(card.folder) / card.runtime.schema_file
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        return spec_from_openapi(schema)
+    except (OSError, ValueError, RunwayError) as e:
+        raise CatalogError(f"cannot read the schema of {card.name!r}: {e}", path=str(path),
+                           hint="Write it with 'build.py models schema'.") from e

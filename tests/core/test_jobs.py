@@ -23,7 +23,8 @@ from runway_addon.core import codecs  # noqa: E402
 from runway_addon.core.jobs import (Done, Failure, Job, JobQueue, JobState, ModelRef,  # noqa: E402
                                     Placement, SessionPool, Status, open_session)
 from runway_addon.core.runtimes.base import SessionState  # noqa: E402
-from runway_addon.core.runtimes.process import ProcessSession, process_start_time  # noqa: E402
+from runway_addon.core.runtimes.process import (ProcessSession, default_cache_dir,  # noqa: E402
+                                                process_start_time)
 from tests.servers import wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
@@ -32,7 +33,7 @@ pytestmark = [pytest.mark.network, pytest.mark.slow,
 MODELS = ROOT / "tests" / "runtime_models"
 ECHO = ModelRef("folder", str(MODELS / "echo"))
 IDENTITY = ModelRef("folder", str(MODELS / "identity"))
-SHARED_ENVS = ROOT / ".cache" / "model-envs"
+SHARED_ENVS = default_cache_dir() / "model-envs"  # shared with the shelf tests
 
 
 @pytest.fixture

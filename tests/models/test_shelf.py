@@ -34,7 +34,7 @@ from runway_addon.core.errors import RunwayError  # noqa: E402
 from runway_addon.core.protocols.cog import spec_from_openapi  # noqa: E402
 from runway_addon.core.runtimes.process import ProcessSession  # noqa: E402
 
-from .exr import read_exr  # noqa: E402
+from runway_addon.core.exr import read_exr  # noqa: E402
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]

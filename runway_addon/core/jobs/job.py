@@ -82,6 +82,10 @@ class Job:
     label: str = ""
     context: Any = None
     timeout: float = 600.0  # bounds the run itself; the session start has its own
+    # Applied by the worker to the outputs after the run (e.g. decode images into
+    # buffers ready for Blender), so the driver's thread has less to do.
+    prepare: Optional[Callable[[dict], dict]] = field(default=None, repr=False)
+    start_only: bool = False  # start (or reuse) the model's session, run nothing
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self):
@@ -103,3 +107,4 @@ class JobResult:
     session_starts: int = 0
     seconds: float = 0.0  # submit to done, as the engine measured it
     run_seconds: float = 0.0  # the run alone (encode, send, predict, decode)
+    inputs: dict[str, Any] = field(default_factory=dict, repr=False)  # as sent (resolved)

@@ -195,6 +195,10 @@ class JobQueue:
                 entry = self.pool.acquire(job, cancel, self._emit)
                 if cancel.is_set():
                     raise Cancelled("Cancelled.")
+                if job.start_only:
+                    handle.result = JobResult(job.id, {}, session_starts=entry.starts,
+                                              seconds=time.monotonic() - handle.submitted)
+                    return self._finish(handle, JobState.DONE, f"{job.label}: started")
                 handle.state = JobState.RUNNING
                 self._emit(Status(job.id, JobState.RUNNING, f"{job.label}: running"))
                 if inputs is None:
@@ -220,12 +224,15 @@ class JobQueue:
                     if name not in outputs:
                         self._emit(Warning(job.id, f"the model gave no output {name!r}"))
                 outputs = {k: v for k, v in outputs.items() if k in job.outputs}
+            if job.prepare is not None:
+                outputs = job.prepare(outputs)
             for line in (result.logs or "").splitlines():
                 if line.strip():
                     self._emit(Log(job.id, line))
             handle.result = JobResult(job.id, outputs, result.logs, dict(result.metrics),
                                       result.run_id, entry.starts,
-                                      time.monotonic() - handle.submitted, run_seconds)
+                                      time.monotonic() - handle.submitted, run_seconds,
+                                      inputs)
             self._finish(handle, JobState.DONE, f"{job.label}: done")
         except Cancelled:
             self._finish(handle, JobState.CANCELLED, f"{job.label}: cancelled")

@@ -1,6 +1,8 @@
-"""A minimal OpenEXR reader for the tests: scanline files, one part, HALF or FLOAT
-channels, compression NONE, ZIPS or ZIP (what OpenCV writes by default). Enough to
-check the denoise model's EXR output without an imaging library that reads EXR.
+"""A minimal OpenEXR reader: scanline files, one part, HALF or FLOAT channels,
+compression NONE, ZIPS or ZIP (what OpenCV writes by default, and what the
+add-on asks Blender to write for render passes). Enough to read a render's passes
+from Blender's multilayer EXR and the denoise model's EXR output without an
+imaging library that reads EXR. Malformed files raise CodecError.
 """
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import struct
 import zlib
 
 import numpy as np
+
+from .errors import CodecError
 
 _MAGIC = b"\x76\x2f\x31\x01"
 _LINES_PER_CHUNK = {0: 1, 2: 1, 3: 16}  # NONE, ZIPS, ZIP
@@ -33,7 +37,18 @@ def _unzip(raw: bytes, size: int) -> bytes:
 
 
 def read_exr(data: bytes) -> dict[str, np.ndarray]:
-    """The channels of a scanline EXR as float32 HxW arrays, keyed by channel name."""
+    """The channels of a scanline EXR as float32 HxW arrays (top row first), keyed
+    by channel name."""
+    try:
+        return _read(data)
+    except CodecError:
+        raise
+    except (ValueError, KeyError, IndexError, struct.error, zlib.error) as e:
+        raise CodecError(f"cannot read the EXR file: {e}",
+                         hint="Save it again as a scanline OpenEXR (ZIP or no compression).") from e
+
+
+def _read(data: bytes) -> dict[str, np.ndarray]:
     if data[:4] != _MAGIC:
         raise ValueError("not an OpenEXR file")
     if data[5] & 0x16:  # tiled, long names, deep or multi-part
