@@ -160,6 +160,8 @@ class RUNWAY_OT_directory_refresh(bpy.types.Operator):
         d = context.window_manager.runway_directory
         sync_entries(d)
         cat = get_catalog()
+        from . import props  # the Run panel's widgets follow the cards
+        props.build(cat)
         for err in cat.errors:
             self.report({"WARNING"}, str(err))
         self.report({"INFO"}, f"{len(cat.cards)} models"
@@ -350,12 +352,12 @@ _panels = (RUNWAY_PT_directory, RUNWAY_PT_card, RUNWAY_PT_card_characteristics,
            RUNWAY_PT_card_more)
 
 
-def _panels_for_every_space():
+def for_every_space(panels):
     """Each panel once per editor whose sidebar shows the Runway tab."""
     out = []
     for space, region in SPACES:
         suffix = "" if space == "VIEW_3D" else "_" + space.lower()
-        for panel in _panels:
+        for panel in panels:
             attrs = {"bl_space_type": space, "bl_region_type": region,
                      "bl_idname": panel.__name__ + suffix}
             if getattr(panel, "bl_parent_id", None):
@@ -369,7 +371,7 @@ classes = (
     RUNWAY_PG_directory,
     RUNWAY_UL_models,
     RUNWAY_OT_directory_refresh,
-    *_panels_for_every_space(),
+    *for_every_space(_panels),
 )
 
 

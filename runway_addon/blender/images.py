@@ -14,7 +14,7 @@ from ..core import codecs
 _DATA_COLORSPACES = {"Non-Color", "Raw", "Generic Data"}
 
 
-def _stores_linear(image) -> bool:
+def stores_linear(image) -> bool:
     """Float buffers hold scene-linear values; byte buffers hold the encoded ones."""
     return image.is_float and image.colorspace_settings.name not in _DATA_COLORSPACES
 
@@ -28,7 +28,7 @@ def image_to_array(image) -> np.ndarray:
     buf = np.empty(width * height * image.channels, dtype=np.float32)
     image.pixels.foreach_get(buf)
     return codecs.image_from_blender(buf, width, height, image.channels,
-                                     linear=_stores_linear(image))
+                                     linear=stores_linear(image))
 
 
 def array_to_image(value, name: str, *, pack: bool = True):

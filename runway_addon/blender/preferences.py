@@ -166,6 +166,12 @@ class RunwayPreferences(bpy.types.AddonPreferences):
                     "user folder",
         subtype="DIR_PATH",
     )
+    idle_minutes: IntProperty(
+        name="Stop idle models after (min)",
+        description="A started model stays warm for the next run; it is stopped after this many "
+                    "minutes without a run (0: keep it until Blender quits or you stop it)",
+        default=15, min=0, soft_max=240,
+    )
     endpoints: CollectionProperty(type=RUNWAY_PG_endpoint)
     active_endpoint: IntProperty()
 
@@ -185,6 +191,7 @@ class RunwayPreferences(bpy.types.AddonPreferences):
         col.prop(self, "docker_host")
         col.prop(self, "memory_limit_gb")
         col.prop(self, "cache_folder")
+        col.prop(self, "idle_minutes")
 
         layout.label(text="Remote endpoints")
         row = layout.row()

@@ -28,40 +28,36 @@ def runtime_dirs() -> dict:
     return {"env_root": base / "model-envs", "runtime_dir": base / "sessions"}
 
 
-def open_session(card, *, runtime: str = "", on_event=None):
-    """A session for the shelf model ``card`` where the preferences say models run
-    (or ``runtime``, one of preferences.RUNTIMES). Not started."""
-    from ..core.runtimes import docker, process, remote
+def placement(runtime: str = ""):
+    """Where models run, from the preferences (main thread): a core Placement.
+    ``runtime`` (one of preferences.RUNTIMES) overrides the default."""
+    from ..core.jobs.placement import Placement
 
     prefs = preferences.get_preferences()
     runtime = runtime or prefs.default_runtime
-    if runtime == "LOCAL_PROCESS":
-        return process.ProcessSession(card.folder, name=card.name, on_event=on_event,
-                                      **runtime_dirs())
-    if runtime in ("DOCKER_CPU", "DOCKER_GPU"):
-        return docker.DockerSession(card.name, docker.image_tag(card.folder), on_event=on_event,
-                                    mem_limit=prefs.memory_limit_gb * GB,
-                                    gpu=runtime == "DOCKER_GPU",
-                                    docker_host=prefs.docker_host or None)
+    dirs = runtime_dirs()
+    common = dict(runtime=runtime, env_root=str(dirs["env_root"]),
+                  runtime_dir=str(dirs["runtime_dir"]), mem_limit=prefs.memory_limit_gb * GB,
+                  docker_host=prefs.docker_host or None,
+                  online_access=bool(getattr(bpy.app, "online_access", True)))
     if runtime != "REMOTE":
-        raise ValueError(f"unknown runtime {runtime!r}")
+        return Placement(**common)
     if not 0 <= prefs.active_endpoint < len(prefs.endpoints):
         raise RuntimeFailed("No remote endpoint is selected.",
                             hint="Add one under Preferences > Add-ons > Runway for Blender > "
                                  "Remote endpoints, or run the model on this computer.")
     endpoint = prefs.endpoints[prefs.active_endpoint]
-    if endpoint.kind == "DOCKER_HOST":  # the shelf model's image on a remote engine
-        return docker.DockerSession(card.name, docker.image_tag(card.folder), on_event=on_event,
-                                    mem_limit=prefs.memory_limit_gb * GB,
-                                    docker_host=endpoint.url)
-    # A model server or a Replicate model: the endpoint names the model itself.
-    token = preferences.token_store().get(endpoint.name)
-    online = bool(getattr(bpy.app, "online_access", True))
-    if endpoint.kind == "REPLICATE":
-        return remote.ReplicateSession(endpoint.url, token=token, name=endpoint.name,
-                                       on_event=on_event, online_access=online)
-    return remote.RemoteSession(endpoint.url, token=token, name=endpoint.name,
-                                on_event=on_event, online_access=online)
+    return Placement(**common, remote_kind=endpoint.kind, remote_address=endpoint.url,
+                     remote_name=endpoint.name, token=preferences.token_store().get(endpoint.name))
+
+
+def open_session(card, *, runtime: str = "", on_event=None):
+    """A session for the shelf model ``card`` where the preferences say models run
+    (or ``runtime``, one of preferences.RUNTIMES). Not started."""
+    from ..core.jobs.job import ModelRef
+    from ..core.jobs.placement import open_session as core_open_session
+
+    return core_open_session(ModelRef.from_card(card), placement(runtime), on_event=on_event)
 
 
 def _cleanup(runtime_dir: Path, docker_host: str, report) -> None:

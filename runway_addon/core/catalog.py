@@ -303,14 +303,20 @@ def builtin_models_dir() -> Optional[Path]:
 def load_spec(card: ModelCard):
     """The model's spec from the schema file its folder carries (no server needed):
     what the Run panel builds its widgets from. CatalogError when it cannot be read."""
+    if not card.folder or card.runtime is None:
+        raise CatalogError(f"model {card.name!r} has no folder with a schema",
+                           path=card.folder or "")
+    return load_folder_spec(card.folder, card.runtime.schema_file)
+
+
+def load_folder_spec(folder, schema_file: str = ".cog/openapi_schema.json"):
+    """The spec of a Cog model folder, from its OpenAPI schema file."""
     from .protocols.cog import spec_from_openapi
 
-    if not card.folder or card.runtime is None:
-        raise CatalogError(f"model {card.name!r} has no folder with a schema", path=card.folder or "")
-    path = Path(card.folder) / card.runtime.schema_file
+    path = Path(folder) / schema_file
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
         return spec_from_openapi(schema)
     except (OSError, ValueError, RunwayError) as e:
-        raise CatalogError(f"cannot read the schema of {card.name!r}: {e}", path=str(path),
+        raise CatalogError(f"cannot read the model's schema {str(path)!r}: {e}", path=str(path),
                            hint="Write it with 'build.py models schema'.") from e

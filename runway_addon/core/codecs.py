@@ -931,6 +931,62 @@ _DECODERS: dict[str, Callable] = {
 }
 
 
+# --------------------------------------------------------------------------- OpenEXR
+
+def encode_exr(img: np.ndarray, *, compress: bool = True) -> bytes:
+    """A scanline OpenEXR of an HxWxC (C 1..4) array of LINEAR values, top row first:
+    32-bit float channels (Y for grey, R G B, A), ZIP compression (16 rows a chunk) or
+    none. No colour-space tag, so readers take it as scene linear. Written here, not by
+    Blender: Blender's ``Image.save`` converts colour images on the way (4.2 wrote
+    128/255 for a linear 0.2158, 5.0 wrote 1.52) and tags Non-Color ones as data."""
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    h, w, c = img.shape
+    if h == 0 or w == 0 or not 1 <= c <= 4:
+        raise CodecError(f"cannot write {describe(img)} as OpenEXR")
+    names = {1: ["Y"], 2: ["Y", "A"], 3: ["R", "G", "B"], 4: ["R", "G", "B", "A"]}[c]
+    order = sorted(range(c), key=lambda i: names[i])  # EXR stores channels by name
+
+    def attr(name: str, kind: str, value: bytes) -> bytes:
+        return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) \
+            + value
+
+    chlist = b"".join(names[i].encode() + b"\0" + struct.pack("<iB3xii", 2, 0, 1, 1)
+                      for i in order) + b"\0"
+    window = struct.pack("<iiii", 0, 0, w - 1, h - 1)
+    lines = 16 if compress else 1
+    header = (b"\x76\x2f\x31\x01" + struct.pack("<i", 2)
+              + attr("channels", "chlist", chlist)
+              + attr("compression", "compression", bytes([3 if compress else 0]))
+              + attr("dataWindow", "box2i", window) + attr("displayWindow", "box2i", window)
+              + attr("lineOrder", "lineOrder", b"\0")
+              + attr("pixelAspectRatio", "float", struct.pack("<f", 1.0))
+              + attr("screenWindowCenter", "v2f", struct.pack("<ff", 0.0, 0.0))
+              + attr("screenWindowWidth", "float", struct.pack("<f", 1.0)) + b"\0")
+    # Rows of channel-planar little-endian floats: (h, c, w).
+    planar = np.ascontiguousarray(img[:, :, order].transpose(0, 2, 1)).astype("<f4")
+    chunks = []
+    for y in range(0, h, lines):
+        raw = planar[y:y + lines].tobytes()
+        if compress:  # EXR ZIP: split even/odd bytes, byte deltas (+128), deflate
+            b = np.frombuffer(raw, np.uint8)
+            t = np.concatenate([b[0::2], b[1::2]])
+            d = np.empty_like(t)
+            d[0] = t[0]
+            d[1:] = np.diff(t) + np.uint8(128)  # uint8 arithmetic wraps mod 256
+            packed = zlib.compress(d.tobytes(), 1)
+            if len(packed) < len(raw):  # else the chunk is stored raw, as EXR says
+                raw = packed
+        chunks.append(struct.pack("<ii", y, len(raw)) + raw)
+    offset = len(header) + 8 * len(chunks)
+    table = []
+    for chunk in chunks:
+        table.append(struct.pack("<Q", offset))
+        offset += len(chunk)
+    return header + b"".join(table) + b"".join(chunks)
+
+
 # --------------------------------------------------------------------------- Blender pixels
 
 _SRGB_CUT_LINEAR = np.float32(0.0031308)

@@ -48,15 +48,13 @@ def read_exr(data: bytes) -> dict[str, np.ndarray]:
                          hint="Save it again as a scanline OpenEXR (ZIP or no compression).") from e
 
 
-def _read(data: bytes) -> dict[str, np.ndarray]:
-    if data[:4] != _MAGIC:
-        raise ValueError("not an OpenEXR file")
-    if data[5] & 0x16:  # tiled, long names, deep or multi-part
-        raise ValueError("only single-part scanline EXR files are supported")
-    pos, channels, compression, window = 8, [], None, None
+def _header(data: bytes, pos: int) -> tuple[dict, int]:
+    """One header's attributes (channels, compression, dataWindow, type) and the
+    position after its terminating null byte."""
+    attrs: dict = {"channels": []}
     while data[pos] != 0:
         name, pos = _cstr(data, pos)
-        kind, pos = _cstr(data, pos)
+        _kind, pos = _cstr(data, pos)
         (size,) = struct.unpack_from("<i", data, pos)
         value = data[pos + 4:pos + 4 + size]
         pos += 4 + size
@@ -67,23 +65,63 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
                 ptype, _, xs, ys = struct.unpack_from("<iB3xii", value, p)
                 if (xs, ys) != (1, 1):
                     raise ValueError("subsampled EXR channels are not supported")
-                channels.append((ch, _DTYPES[ptype]))
+                attrs["channels"].append((ch, _DTYPES[ptype]))
                 p += 16
         elif name == "compression":
-            compression = value[0]
+            attrs["compression"] = value[0]
         elif name == "dataWindow":
-            window = struct.unpack("<iiii", value)
-    pos += 1
-    if compression not in _LINES_PER_CHUNK or window is None:
-        raise ValueError(f"EXR compression {compression} is not supported")
-    x0, y0, x1, y1 = window
-    w, h = x1 - x0 + 1, y1 - y0 + 1
+            attrs["window"] = struct.unpack("<iiii", value)
+        elif name == "type":
+            attrs["type"] = value.rstrip(b"\0").decode("latin-1")
+        elif name == "chunkCount":
+            (attrs["chunks"],) = struct.unpack("<i", value)
+    return attrs, pos + 1
+
+
+def _read(data: bytes) -> dict[str, np.ndarray]:
+    if data[:4] != _MAGIC:
+        raise ValueError("not an OpenEXR file")
+    if data[5] & 0x0A:  # tiled or deep (long names only lengthen the strings)
+        raise ValueError("only scanline EXR files are supported")
+    multipart = bool(data[5] & 0x10)  # Blender 5 writes each layer of a multilayer file apart
+    pos, parts = 8, []
+    while True:
+        attrs, pos = _header(data, pos)
+        parts.append(attrs)
+        if not multipart or data[pos] == 0:
+            break
+    if multipart:
+        pos += 1  # the empty header that ends the list
+    for attrs in parts:
+        if attrs.get("type", "scanlineimage") != "scanlineimage":
+            raise ValueError(f"EXR part type {attrs['type']!r} is not supported")
+        if attrs.get("compression") not in _LINES_PER_CHUNK or "window" not in attrs:
+            raise ValueError(f"EXR compression {attrs.get('compression')} is not supported")
+        x0, y0, x1, y1 = attrs["window"]
+        attrs["size"] = (x1 - x0 + 1, y1 - y0 + 1)
+        per_chunk = _LINES_PER_CHUNK[attrs["compression"]]
+        n_chunks = attrs.get("chunks") or -(-attrs["size"][1] // per_chunk)
+        attrs["offsets"] = struct.unpack_from(f"<{n_chunks}Q", data, pos)
+        pos += 8 * n_chunks
+    planes: dict[str, np.ndarray] = {}
+    for index, attrs in enumerate(parts):
+        planes.update(_read_part(data, attrs, index if multipart else None))
+    return planes
+
+
+def _read_part(data: bytes, attrs: dict, part: "int | None") -> dict[str, np.ndarray]:
+    channels, compression = attrs["channels"], attrs["compression"]
+    x0, y0, x1, y1 = attrs["window"]
+    w, h = attrs["size"]
     per_chunk = _LINES_PER_CHUNK[compression]
-    n_chunks = -(-h // per_chunk)
-    offsets = struct.unpack_from(f"<{n_chunks}Q", data, pos)
     planes = {ch: np.empty((h, w), np.float32) for ch, _ in channels}
     line_bytes = sum(dt.itemsize for _, dt in channels) * w
-    for off in offsets:
+    for off in attrs["offsets"]:
+        if part is not None:  # multi-part chunks start with their part number
+            (number,) = struct.unpack_from("<i", data, off)
+            if number != part:
+                raise ValueError(f"EXR chunk of part {number} in the table of part {part}")
+            off += 4
         y, size = struct.unpack_from("<ii", data, off)
         lines = min(per_chunk, y1 - y + 1)
         raw = data[off + 8:off + 8 + size]

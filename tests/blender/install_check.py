@@ -72,7 +72,22 @@ def main():
     def ours(handlers):
         return [h.__name__ for h in handlers if getattr(h, "__module__", "").startswith(PKG)]
 
+    def all_ours():
+        return {kind: ours(getattr(bpy.app.handlers, kind))
+                for kind in ("load_pre", "load_post", "save_pre", "render_init", "render_post",
+                             "render_write", "render_complete", "render_cancel")
+                if ours(getattr(bpy.app.handlers, kind))}
+
+    props_mod = sys.modules.get(PKG + ".blender.props")
+    made = [m.cls for m in props_mod._models.values() if m.cls is not None] if props_mod else []
+
+    def generated():  # the Run panel's PropertyGroups, one per model, still registered
+        return sorted(c.__name__ for c in made if c.is_registered)
+
     out["handlers"] = ours(bpy.app.handlers.load_post)
+    out["all_handlers"] = all_ours()
+    out["generated"] = generated()
+    out["scene_property"] = hasattr(bpy.types.Scene, "runway_models")
     wm = bpy.context.window_manager
     directory = getattr(wm, "runway_directory", None)
     if directory is not None:  # background mode: fill the list as the timer would
@@ -86,6 +101,9 @@ def main():
         "operators": sorted(n for n in dir(bpy.ops.runway) if not n.startswith("_")),
         "window_manager_property": hasattr(bpy.types.WindowManager, "runway_directory"),
         "handlers": ours(bpy.app.handlers.load_post),
+        "all_handlers": all_ours(),
+        "generated": generated(),
+        "scene_property": hasattr(bpy.types.Scene, "runway_models"),
     }
     bpy.ops.preferences.addon_enable(module=PKG)
     mod = sys.modules.get(PKG)

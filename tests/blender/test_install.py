@@ -21,11 +21,19 @@ EXPECTED_CLASSES = {
     "RUNWAY_PG_model_entry", "RUNWAY_PG_directory", "RUNWAY_UL_models",
     "RUNWAY_OT_directory_refresh",
     # the Model Directory and its card, in the sidebar of each editor
+    # the Run panel's operators (buttons, F3 search and scripts)
+    "RUNWAY_OT_run", "RUNWAY_OT_confirm_licence", "RUNWAY_OT_cancel", "RUNWAY_OT_session_start",
+    "RUNWAY_OT_session_stop", "RUNWAY_OT_stop_all", "RUNWAY_OT_show_logs",
+    "RUNWAY_OT_sample_vector",
+    # the Model Directory, its card and the Run panel, in the sidebar of each editor
     *(f"RUNWAY_PT_{p}{s}" for p in ("directory", "card", "card_characteristics",
                                     "card_licence", "card_people", "card_versions",
-                                    "card_more")
+                                    "card_more", "run", "run_inputs", "run_options",
+                                    "run_outputs")
       for s in ("", "_image_editor", "_sequence_editor", "_node_editor")),
 }
+HANDLERS = {"load_pre": ["_on_load_pre"], "load_post": ["_on_load_post"],
+            "save_pre": ["pack_results"]}
 SHELF = {"denoise", "face-detection", "person-segmentation", "pose", "style-transfer",
          "text-to-speech", "upscale"}
 
@@ -58,6 +66,11 @@ def assert_install_report(r: dict, *, user_dir, bundled_wheels: bool) -> None:
             "directory_refresh"} <= set(r["operators"])
     assert set(r["directory_models"]) == SHELF  # the Model Directory lists the built-in shelf
     assert r["handlers"] == ["_on_load_post"]
+    assert r["all_handlers"] == HANDLERS
+    # One generated settings group per shelf model, on the scene.
+    assert r["scene_property"] and len(r["generated"]) == len(SHELF), r["generated"]
+    assert {"run", "cancel", "session_start", "session_stop", "stop_all", "show_logs"} <= \
+        set(r["operators"])
     assert r["core_spec"] == "ModelSpec"
     for name, info in r["wheels"].items():
         assert "error" not in info, (name, info)
@@ -70,6 +83,8 @@ def assert_install_report(r: dict, *, user_dir, bundled_wheels: bool) -> None:
     after = r["after_disable"]
     assert not after["enabled"] and after["still_registered"] == [] and after["operators"] == []
     assert not after["window_manager_property"] and after["handlers"] == []
+    assert after["all_handlers"] == {} and after["generated"] == [] and \
+        not after["scene_property"]
     again = r["after_reenable"]
     assert again["enabled"] and set(again["registered"]) == EXPECTED_CLASSES and again["preferences"]
 

@@ -33,6 +33,7 @@ class Placement:
     remote_name: str = ""
     token: Optional[str] = field(default=None, repr=False, compare=False)
     online_access: bool = True
+    replica: int = 0  # replicas of one model run side by side as separate sessions
 
     def __post_init__(self):
         if self.runtime not in RUNTIMES:

@@ -313,5 +313,7 @@ class SessionPool:
         return None
 
     def start_count(self, model: ModelRef, placement: Optional[Placement] = None) -> int:
+        """How often the model was started (at ``placement``, or anywhere)."""
         with self._lock:
-            return self._starts.get((model.key, placement or self.placement), 0)
+            return sum(n for (key, where), n in self._starts.items()
+                       if key == model.key and (placement is None or where == placement))

@@ -1,0 +1,297 @@
+"""Job files run headless: ``bpy.ops.runway.run_job(filepath=...)``, the ``runway``
+command line (``blender -c runway run-job ...``) and the farm templates.
+
+A job file (core.jobfile) names a model, its inputs by source and its outputs by
+target, and a frame range. Each frame goes through the same engine as the Run
+button (``Engine.submit_run``): the main thread sets the frame and reads the
+inputs (rendering when an input is a render), the worker runs the model, and
+results are written into Blender as they finish, so the model works on frame N
+while Blender renders frame N+1. Every step is logged as one JSON line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import bpy
+
+from ..core import catalog as core_catalog
+from ..core import jobfile
+from ..core.errors import RunwayError
+from ..core.jobs import Done, Failure, JobState, ModelRef, Status
+from . import directory, engine, outputs, sessions
+
+
+@dataclass
+class BatchReport:
+    frames: list = field(default_factory=list)
+    done: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)  # frame -> message
+    cancelled: list = field(default_factory=list)
+    written: list = field(default_factory=list)  # (frame, output, target, name)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.cancelled and len(self.done) == len(self.frames)
+
+    def summary(self) -> str:
+        text = f"{len(self.done)}/{len(self.frames)} frames done in {self.seconds:.1f} s"
+        if self.failed:
+            first = min(self.failed)
+            text += f"; {len(self.failed)} failed (frame {first}: {self.failed[first]})"
+        if self.cancelled:
+            text += f"; {len(self.cancelled)} not run"
+        return text
+
+
+class JsonLog:
+    """One JSON object per line: what happened, when (s since the start)."""
+
+    def __init__(self, path: str = ""):
+        self.t0 = time.monotonic()
+        self._f = open(path, "a", encoding="utf-8") if path else None
+
+    def __call__(self, event: str, **fields) -> None:
+        record = {"t": round(time.monotonic() - self.t0, 3), "event": event, **fields}
+        line = json.dumps(record, default=str)
+        if self._f is not None:
+            self._f.write(line + "\n")
+            self._f.flush()
+        print(f"Runway: {line}", flush=True)
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
+def resolve_model(source: jobfile.ModelSource):
+    """(ModelRef, spec, card or None) for a job file's model."""
+    if source.catalog:
+        cat = directory.get_catalog()
+        try:
+            card = cat.get(source.catalog)
+        except (KeyError, RunwayError):
+            raise jobfile.JobFileError(f"model.catalog: no model {source.catalog!r} in the "
+                                       "catalog", field="model.catalog",
+                                       hint=f"Known: {', '.join(c.name for c in cat.cards)}.")
+        return ModelRef.from_card(card), core_catalog.load_spec(card), card
+    if source.folder:
+        folder = Path(bpy.path.abspath(source.folder)).resolve()
+        spec = core_catalog.load_folder_spec(folder)
+        return ModelRef("folder", str(folder)), spec, None
+    raise jobfile.JobFileError(
+        f"model.{source.kind}: job files run catalog models and model folders so far",
+        field=f"model.{source.kind}",
+        hint="Use the model's folder, or run it from the Run panel.")
+
+
+def targets_of(job: jobfile.JobFile) -> dict:
+    return {name: [outputs.Target(target=t.target, name=t.name, replace=t.replace, path=t.path,
+                                  file_format=t.format, socket=t.socket) for t in ts]
+            for name, ts in job.outputs.items()}
+
+
+def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[JsonLog] = None,
+            timeout: float = 24 * 3600.0) -> BatchReport:
+    """Run ``job`` over its frames (or ``frames``), blocking until every frame is done.
+    Raises JobFileError before anything starts when the job cannot run here."""
+    log = log or JsonLog()
+    report = BatchReport()
+    t0 = time.monotonic()
+    model, spec, card = resolve_model(job.model)
+    try:
+        command = spec.command(job.command)
+    except KeyError as e:
+        raise jobfile.JobFileError(f"command: {e.args[0]}", field="command") from None
+    from . import inputs as blender_inputs
+    sources = blender_inputs.from_job(job.inputs)
+    targets = targets_of(job)
+    scene = context.scene
+    frame_list = jobfile.parse_frames(frames) if frames else job.frame_list(scene.frame_current)
+    report.frames = frame_list
+    base = sessions.placement(job.runtime or "")
+    placements = [dataclasses.replace(base, replica=i) for i in range(job.replicas)]
+    eng = engine.get()
+    eng.queue.max_workers = max(eng.queue.max_workers, job.replicas)
+    label = card.title if card else model.name
+    version = card.versions[0].version if card and card.versions else ""
+    log("job", model=model.name, runtime=base.runtime, frames=len(frame_list),
+        replicas=job.replicas)
+    by_job: dict = {}
+    stop = {"now": False}
+
+    def on_event(event, run=None):
+        frame = by_job.get(event.job_id)
+        if frame is None:
+            return
+        if isinstance(event, Status) and event.state in (JobState.STARTING, JobState.RUNNING):
+            log(event.state.value, frame=frame)
+        elif isinstance(event, Failure):
+            report.failed[frame] = event.message
+            log("error", frame=frame, message=event.message, hint=event.hint)
+            if job.on_failure == "stop":
+                stop["now"] = True
+        elif isinstance(event, Done):
+            if event.state is JobState.DONE and frame not in report.failed:
+                status = eng.status[model.name]
+                if status.error is not None and status.error.job_id == event.job_id:
+                    report.failed[frame] = status.error.message
+                    log("error", frame=frame, message=status.error.message)
+                    return
+                report.done.append(frame)
+                for a in status.applied:
+                    report.written.append((frame, a.output, a.target, a.name))
+                    log("output", frame=frame, output=a.output, target=a.target, name=a.name,
+                        ok=a.ok)
+                metrics = event.result.metrics if event.result else {}
+                log("frame", frame=frame, state="done",
+                    predict_s=metrics.get("predict_time"),
+                    run_s=round(event.result.run_seconds, 3) if event.result else None)
+            elif event.state is JobState.CANCELLED:
+                report.cancelled.append(frame)
+                log("frame", frame=frame, state="cancelled")
+
+    handles = []
+    eng.listeners.append(on_event)
+    try:
+        for i, frame in enumerate(frame_list):
+            if stop["now"]:
+                report.cancelled.extend(frame_list[i:])
+                log("stopped", reason="a frame failed", skipped=frame_list[i:])
+                break
+            scene.frame_set(frame)
+            try:
+                handle = eng.submit_run(context, model, command, sources, job.options, targets,
+                                        placements[i % len(placements)], label=label,
+                                        version=version, status_key=model.name)
+            except RunwayError as e:
+                report.failed[frame] = e.message
+                log("error", frame=frame, message=e.message, hint=e.hint)
+                if job.on_failure == "stop":
+                    stop["now"] = True
+                continue
+            by_job[handle.id] = frame
+            handles.append(handle)
+            # Results that are ready go into Blender now; the rest keep working.
+            for event in eng.queue.poll():
+                eng.handle(event)
+        if stop["now"]:
+            for h in handles:
+                h.cancel()
+        eng.wait(handles, timeout=timeout)
+    finally:
+        eng.listeners.remove(on_event)
+    if job.save_blend:
+        _save(job.save_blend, log)
+    report.seconds = time.monotonic() - t0
+    log("done", ok=report.ok, summary=report.summary())
+    return report
+
+
+def _save(save, log) -> None:
+    if save is True:
+        if not bpy.data.filepath:
+            raise jobfile.JobFileError("save_blend: the .blend has never been saved",
+                                       field="save_blend", hint="Give a path to save it to.")
+        bpy.ops.wm.save_mainfile()
+        log("saved", path=bpy.data.filepath)
+    else:
+        path = bpy.path.abspath(str(save))
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        bpy.ops.wm.save_as_mainfile(filepath=path, copy=True)
+        log("saved", path=path)
+
+
+def export_job(context, model_name: str) -> dict:
+    """The Run panel's settings of a model as a job file (what a run by hand did)."""
+    from . import inputs as blender_inputs, props
+    mp = props.model(model_name)
+    s = props.settings(context.scene, model_name)
+    if mp is None or s is None:
+        raise RunwayError(f"model {model_name!r} has no Run settings here")
+    job_inputs = {}
+    for name, src in blender_inputs.from_settings(mp, s).items():
+        entry = {"source": src.kind}
+        if src.kind == "pass":
+            entry["pass"] = src.pass_id
+        elif src.kind in ("image", "strip", "text"):
+            entry[src.kind] = getattr(src, src.kind)
+        elif src.kind == "file":
+            entry["path"] = src.path
+        elif src.kind == "value":
+            entry["value"] = src.value
+        job_inputs[name] = entry
+    outs = {}
+    for f in mp.command.outputs:
+        chosen = getattr(s, props.prop_id("out", f.name, "targets"))
+        outs[f.name] = [{"target": t, "replace": getattr(s, props.prop_id("out", f.name,
+                                                                           "replace")),
+                         "path": getattr(s, props.prop_id("out", f.name, "path")),
+                         "format": getattr(s, props.prop_id("out", f.name, "format")),
+                         "socket": getattr(s, props.prop_id("out", f.name, "socket"))}
+                        for t in sorted(chosen) if t != "NONE"]
+    data = {"version": 1, "model": {"catalog": model_name},
+            "runtime": None if s.run_on == "DEFAULT" else s.run_on,
+            "options": props.options_of(mp, s), "inputs": job_inputs, "outputs": outs,
+            "frames": str(context.scene.frame_current)}
+    jobfile.parse(data)  # what we write must load again
+    return data
+
+
+# ------------------------------------------------------------------ command line
+
+def cli(argv: list) -> int:
+    """``blender -c runway run-job FILE.blend JOB.json [--frames 1-10] [--log LOG.jsonl]``."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="blender -c runway", description=cli.__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run-job", help="run a job file on a .blend")
+    r.add_argument("blend")
+    r.add_argument("job")
+    r.add_argument("--frames", default="")
+    r.add_argument("--log", default="")
+    sub.add_parser("schema", help="print the job file's JSON Schema")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if args.cmd == "schema":
+        print(json.dumps(jobfile.schema(), indent=2))
+        return 0
+    try:
+        job = jobfile.load(args.job)
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
+        log = JsonLog(args.log)
+        try:
+            report = run_job(bpy.context, job, frames=args.frames, log=log)
+        finally:
+            log.close()
+            engine.shutdown()
+    except RunwayError as e:
+        print(f"Runway: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    if not report.ok:
+        print(f"Runway: failed: {report.summary()}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+_cli = {"handle": None}
+
+
+def register() -> None:
+    if hasattr(bpy.utils, "register_cli_command"):  # Blender 4.2+
+        _cli["handle"] = bpy.utils.register_cli_command("runway", cli)
+
+
+def unregister() -> None:
+    if _cli["handle"] is not None:
+        bpy.utils.unregister_cli_command(_cli["handle"])
+        _cli["handle"] = None

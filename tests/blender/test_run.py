@@ -1,0 +1,369 @@
+"""Running models from Blender (real bpy, real Cog servers): widgets from the spec,
+every input source through the identity test model with exact pixels, options
+refused before sending, cancel, a server error reaching the report, warm reuse,
+the UI driver's timer step, and sessions stopped when another file loads.
+
+The identity and echo test models (tests/runtime_models) join the built-in shelf
+in the catalog for these tests; their environments live in the shared cache.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runway_addon.core.runtimes.process import default_cache_dir, process_start_time
+from tests.conftest import ADDON_PKG, ROOT
+from tests.servers import wait_until
+
+pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
+
+TEST_MODELS = ROOT / "tests" / "runtime_models"
+
+
+def mod(name):
+    return importlib.import_module(f"{ADDON_PKG}.{name}")
+
+
+@pytest.fixture
+def runway(blender):
+    """The add-on with the test models in its catalog and the shared model cache."""
+    directory, props, catalog = mod("blender.directory"), mod("blender.props"), \
+        mod("core.catalog")
+    prefs = blender.context.preferences.addons[ADDON_PKG].preferences
+    saved_cache = prefs.cache_folder
+    prefs.cache_folder = str(default_cache_dir())
+    cat = catalog.Catalog.load([catalog.builtin_models_dir(), TEST_MODELS])
+    assert not cat.errors, cat.errors
+    directory._state["catalog"] = cat
+    props.build(cat)
+    yield blender
+    mod("blender.engine").shutdown()
+    prefs.cache_folder = saved_cache
+    directory._state["catalog"] = None
+    props.build(directory.get_catalog())
+
+
+def settings(bpy, name):
+    return mod("blender.props").settings(bpy.context.scene, name)
+
+
+def known_pixels(w=8, h=6) -> np.ndarray:
+    """Top-down uint8 RGBA; the top-left pixel is pure red, rows and columns differ."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.dstack([x * 30, y * 40, (x + y) * 10, np.full_like(x, 255)]).astype(np.uint8)
+    img[0, 0] = (255, 0, 0, 255)
+    return img
+
+
+def byte_image(bpy, name, img):
+    h, w = img.shape[:2]
+    image = bpy.data.images.new(name, width=w, height=h, alpha=True)
+    image.pixels.foreach_set((img[::-1].astype(np.float32) / 255).reshape(-1))
+    return image
+
+
+def pixels_top_down(image) -> np.ndarray:
+    w, h = image.size
+    buf = np.empty(w * h * image.channels, np.float32)
+    image.pixels.foreach_get(buf)
+    return buf.reshape(h, w, image.channels)[::-1]
+
+
+def run(bpy, name, **kw):
+    """bpy.ops.runway.run as a script calls it; an ERROR report raises RuntimeError
+    there, which is kept as the result's words."""
+    try:
+        result = bpy.ops.runway.run(model=name, **kw)
+    except RuntimeError as e:
+        result = {"CANCELLED", str(e)}
+    status = mod("blender.engine").get().status[name]
+    return result, status
+
+
+def cancelled(result) -> str:
+    assert "CANCELLED" in result, result
+    return " ".join(r for r in result if r != "CANCELLED")
+
+
+def result_image(bpy, status):
+    images = [a for a in status.applied if a.target == "IMAGE_EDITOR"]
+    assert images, status.applied
+    return bpy.data.images[images[-1].name]
+
+
+# ------------------------------------------------------------------ widgets
+
+
+def test_widgets_follow_each_models_spec(runway):
+    bpy = runway
+    props = mod("blender.props")
+    s = settings(bpy, "style-transfer")
+    rna = s.bl_rna.properties
+    strength = rna[props.prop_id("in", "strength")]
+    assert strength.type == "FLOAT" and (strength.soft_min, strength.soft_max) == (0.0, 1.0)
+    mp = props.model("style-transfer")
+    style = mp.command.input("style")
+    items = [i.name for i in rna[props.prop_id("in", "style")].enum_items]
+    assert items == [str(c) for c in style.choices]
+    assert props.value_of(mp, s, "in", style) == style.default
+    src = rna[props.prop_id("in", "image", "src")]
+    assert [i.identifier for i in src.enum_items] == ["CAMERA", "PASS", "IMAGE", "TEXTURE",
+                                                      "STRIP", "FILE"]
+    # An optional image input can be left out, and is by default.
+    assert getattr(s, props.prop_id("in", "style_image", "src")) == "NONE"
+    targets = rna[props.prop_id("out", "output", "targets")]
+    assert targets.is_enum_flag and "IMAGE_EDITOR" in [i.identifier for i in targets.enum_items]
+    # Text inputs offer typed text, a Text datablock and a file.
+    tts = settings(bpy, "text-to-speech").bl_rna.properties
+    assert [i.identifier for i in tts[props.prop_id("in", "text", "src")].enum_items] == \
+        ["TYPED", "TEXT", "FILE"]
+
+
+# ------------------------------------------------------------------ sources
+
+
+def test_image_datablock_comes_back_pixel_exact_and_upright(runway):
+    bpy = runway
+    props = mod("blender.props")
+    sent = known_pixels()
+    image = byte_image(bpy, "my picture", sent)
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), image)
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    out = result_image(bpy, status)
+    assert out.name != "my picture" and out.size[:] == (8, 6)
+    back = np.round(pixels_top_down(out) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(back, sent)
+    assert tuple(back[0, 0]) == (255, 0, 0, 255)  # top-left stays top-left
+    # The user's image is untouched.
+    np.testing.assert_array_equal(np.round(pixels_top_down(image) * 255).astype(np.uint8), sent)
+
+
+def test_float_image_is_sent_as_srgb(runway):
+    bpy = runway
+    props = mod("blender.props")
+    image = bpy.data.images.new("linear", width=4, height=4, alpha=True, float_buffer=True)
+    image.pixels.foreach_set(np.tile(np.float32([0.2158605, 0.0, 1.0, 1.0]), 16))
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), image)
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    back = pixels_top_down(result_image(bpy, status))
+    # Linear 0.2159 is sRGB 128/255: what the model saw, and what an 8-bit result holds.
+    assert abs(back[0, 0, 0] - 128 / 255) < 1.5 / 255 and back[0, 0, 2] > 0.99
+
+
+def test_material_texture_file_and_strip_sources(runway, tmp_path):
+    bpy = runway
+    props = mod("blender.props")
+    s = settings(bpy, "identity")
+    src = props.prop_id("in", "image", "src")
+    # The active object's material texture.
+    sent = known_pixels()
+    image = byte_image(bpy, "texture", sent)
+    bpy.ops.mesh.primitive_plane_add()
+    mat = bpy.data.materials.new("M")
+    if bpy.app.version < (5, 0, 0):
+        mat.use_nodes = True
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = image
+    bpy.context.view_layer.objects.active.data.materials.append(mat)
+    setattr(s, src, "TEXTURE")
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    np.testing.assert_array_equal(
+        np.round(pixels_top_down(result_image(bpy, status)) * 255).astype(np.uint8), sent)
+    # A file on disk.
+    from PIL import Image
+    path = tmp_path / "in.png"
+    Image.fromarray(sent).save(path)
+    setattr(s, src, "FILE")
+    setattr(s, props.prop_id("in", "image", "file"), str(path))
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    np.testing.assert_array_equal(
+        np.round(pixels_top_down(result_image(bpy, status)) * 255).astype(np.uint8), sent)
+    # The current frame of an image-sequence strip: frame 11 is the second image.
+    frames = []
+    for i, colour in enumerate([(10, 20, 30, 255), (200, 100, 50, 255)]):
+        p = tmp_path / f"seq_{i:04d}.png"
+        Image.fromarray(np.full((4, 4, 4), colour, np.uint8)).save(p)
+        frames.append(p)
+    scene = bpy.context.scene
+    ed = scene.sequence_editor_create()
+    strips = ed.strips if hasattr(ed, "strips") else ed.sequences
+    strip = strips.new_image("shots", str(frames[0]), 1, 10)
+    strip.elements.append(frames[1].name)
+    scene.frame_current = 11
+    setattr(s, src, "STRIP")
+    setattr(s, props.prop_id("in", "image", "strip"), strip.name)
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    back = np.round(pixels_top_down(result_image(bpy, status)) * 255).astype(np.uint8)
+    assert tuple(back[0, 0]) == (200, 100, 50, 255)
+
+
+def _camera_scene(bpy):
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.device = "CPU"
+    scene.render.resolution_x, scene.render.resolution_y = 32, 24
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"
+    world = bpy.data.worlds.new("W")
+    world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.2158605, 0.2158605,
+                                                                         0.2158605, 1)
+    scene.world = world
+    bpy.ops.object.camera_add(location=(0, 0, 5), rotation=(0, 0, 0))
+    scene.camera = bpy.context.object
+    return scene
+
+
+def test_camera_render_and_a_render_pass(runway):
+    bpy = runway
+    props = mod("blender.props")
+    _camera_scene(bpy)
+    # A plane filling the view, facing the camera: its normal is +Z.
+    bpy.ops.mesh.primitive_plane_add(size=40, location=(0, 0, 0))
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "CAMERA")
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    out = result_image(bpy, status)
+    assert out.size[:] == (32, 24)
+    # Source description (provenance) names the camera.
+    setattr(s, props.prop_id("in", "image", "src"), "PASS")
+    setattr(s, props.prop_id("in", "image", "pass"), "NORMAL")
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    back = pixels_top_down(result_image(bpy, status))
+    # Normal (0, 0, 1) encodes as (0.5, 0.5, 1.0).
+    centre = back[12, 16, :3]
+    assert np.allclose(centre, (0.5, 0.5, 1.0), atol=0.02), centre
+
+
+def test_text_datablock_source_and_text_output(runway):
+    bpy = runway
+    props = mod("blender.props")
+    s = settings(bpy, "echo")
+    text = bpy.data.texts.new("lines")
+    text.from_string("hello from a Text")
+    setattr(s, props.prop_id("in", "text", "src"), "TEXT")
+    setattr(s, props.prop_id("in", "text", "text"), text)
+    setattr(s, props.prop_id("in", "repeat"), 2)
+    result, status = run(bpy, "echo")
+    assert result == {"FINISHED"}, status.error
+    [made] = [a for a in status.applied if a.target == "TEXT"]
+    assert bpy.data.texts[made.name].as_string().strip() == "hello from a Text" * 2
+
+
+# ------------------------------------------------------------------ refusals and failures
+
+
+def test_out_of_range_option_is_refused_before_sending_naming_the_field(runway):
+    bpy = runway
+    props = mod("blender.props")
+    engine = mod("blender.engine")
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), byte_image(bpy, "x", known_pixels()))
+    setattr(s, props.prop_id("in", "gain"), 9.0)  # typed past the slider's soft maximum 4
+    with pytest.raises(mod("core.errors").SpecValidationError, match="gain"):
+        engine.get().submit(bpy.context, "identity")
+    result, _ = run(bpy, "identity")
+    assert "gain: 9.0 is above the maximum 4.0" in cancelled(result)
+    ref = mod("core.jobs").ModelRef.from_card(props.model("identity").card)
+    assert engine.get().queue.pool.start_count(ref) == 0  # nothing was started or sent
+
+
+def test_licence_not_cleared_needs_confirmation(runway):
+    bpy = runway
+    s = settings(bpy, "text-to-speech")
+    assert not s.licence_confirmed
+    result, _ = run(bpy, "text-to-speech")
+    assert "commercial use" in cancelled(result)
+    assert not mod("blender.engine").get().runs  # nothing queued
+
+
+def test_server_error_reaches_the_report_and_the_panel(runway):
+    bpy = runway
+    props = mod("blender.props")
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), byte_image(bpy, "x", known_pixels()))
+    setattr(s, props.prop_id("in", "crash"), True)
+    result, status = run(bpy, "identity")
+    assert status.error is not None and status.error.message
+    assert status.error.message in cancelled(result)  # the report carries the error
+    assert not [a for a in status.applied if a.target == "IMAGE_EDITOR" and
+                a.name in bpy.data.images and status.runs]
+
+
+def test_ui_driver_cancel_warm_reuse_and_file_load_stops_sessions(runway):
+    """The UI path without a window: submit, then the timer step (called directly,
+    as bpy.app.timers would) drains events; the step never waits for the run."""
+    bpy = runway
+    props = mod("blender.props")
+    engine = mod("blender.engine")
+    jobs = mod("core.jobs")
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), byte_image(bpy, "x", known_pixels()))
+    eng = engine.get()
+    # A first run starts the model.
+    handle = eng.submit(bpy.context, "identity")
+    assert wait_until(lambda: (eng.step(), handle.finished.is_set())[1], 120, 0.05)
+    eng.step()
+    assert handle.state is jobs.JobState.DONE
+    ref = jobs.ModelRef.from_card(props.model("identity").card)
+    assert eng.queue.pool.start_count(ref) == 1
+    # A long run: each step returns while the model works (it does not wait for it).
+    setattr(s, props.prop_id("in", "delay"), 20.0)
+    long = eng.submit(bpy.context, "identity")
+    assert wait_until(lambda: (eng.step(), long.state is jobs.JobState.RUNNING)[1], 30, 0.05)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        eng.step()
+    assert time.perf_counter() - t0 < 2.0  # 20 steps, while a 20 s run is in flight
+    assert not long.finished.is_set()
+    bpy.ops.runway.cancel(model="identity")
+    assert wait_until(lambda: (eng.step(), long.finished.is_set())[1], 15, 0.05)
+    eng.step()
+    assert long.state is jobs.JobState.CANCELLED
+    assert eng.status["identity"].message.endswith("cancelled")
+    # Warm: the next run did not start the model again.
+    setattr(s, props.prop_id("in", "delay"), 0.0)
+    again = eng.submit(bpy.context, "identity")
+    eng.wait([again], timeout=60)
+    assert again.state is jobs.JobState.DONE and eng.queue.pool.start_count(ref) == 1
+    pid = eng.session_of("identity").session.pid
+    assert process_start_time(pid) is not None
+    # Loading another file stops every session of this one.
+    bpy.ops.wm.read_homefile(use_factory_startup=True, use_empty=True)
+    assert wait_until(lambda: process_start_time(pid) is None, 15)
+    assert engine.current() is None
+
+
+def test_scripts_start_and_stop_sessions_and_read_logs(runway):
+    bpy = runway
+    engine = mod("blender.engine")
+    assert bpy.ops.runway.session_start(model="echo") == {"FINISHED"}
+    entry = engine.get().session_of("echo")
+    assert entry is not None and entry.state.value == "running"
+    assert bpy.ops.runway.show_logs(model="echo") == {"FINISHED"}
+    log = bpy.data.texts["Runway log: echo"].as_string()
+    assert "# server" in log and "(not running)" not in log
+    pid = entry.session.pid
+    assert bpy.ops.runway.session_stop(model="echo") == {"FINISHED"}
+    engine.get().queue.pool.join(15)
+    assert process_start_time(pid) is None and engine.get().session_of("echo") is None
