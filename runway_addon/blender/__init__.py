@@ -8,6 +8,7 @@ classes = (
     *preferences.classes,
     *directory.classes,
     *operators.classes,
+    *batch.classes,
     *panels.classes,
 )
 

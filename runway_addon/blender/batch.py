@@ -295,3 +295,77 @@ def unregister() -> None:
     if _cli["handle"] is not None:
         bpy.utils.unregister_cli_command(_cli["handle"])
         _cli["handle"] = None
+
+
+# ------------------------------------------------------------------ operators
+
+class RUNWAY_OT_run_job(bpy.types.Operator):
+    bl_idname = "runway.run_job"
+    bl_label = "Run Job File"
+    bl_description = ("Run a job file (model, inputs, outputs, frames) on this .blend, "
+                      "blocking until every frame is done")
+
+    filepath: bpy.props.StringProperty(name="Job file", subtype="FILE_PATH",
+                                       options={"SKIP_SAVE"})
+    frames: bpy.props.StringProperty(name="Frames", description="Override the job's frames: "
+                                     "1-10, 1-3,5", options={"SKIP_SAVE"})
+    log: bpy.props.StringProperty(name="Log", subtype="FILE_PATH", options={"SKIP_SAVE"},
+                                  description="Append a JSON line per step to this file")
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            context.window_manager.fileselect_add(self)
+            return {"RUNNING_MODAL"}
+        return self.execute(context)
+
+    def execute(self, context):
+        log = JsonLog(bpy.path.abspath(self.log) if self.log else "")
+        try:
+            job = jobfile.load(bpy.path.abspath(self.filepath))
+            report = run_job(context, job, frames=self.frames, log=log)
+        except RunwayError as e:
+            self.report({"ERROR"}, f"{e.message} {e.hint}".strip())
+            return {"CANCELLED"}
+        finally:
+            log.close()
+        if not report.ok:
+            self.report({"ERROR"}, f"job failed: {report.summary()}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, report.summary())
+        return {"FINISHED"}
+
+
+class RUNWAY_OT_export_job(bpy.types.Operator):
+    bl_idname = "runway.export_job"
+    bl_label = "Export Job File"
+    bl_description = "Write the model's Run settings as a job file, to run headless or on a farm"
+
+    model: bpy.props.StringProperty(name="Model", options={"SKIP_SAVE"})
+    filepath: bpy.props.StringProperty(name="Job file", subtype="FILE_PATH",
+                                       options={"SKIP_SAVE"})
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+
+    def invoke(self, context, event):
+        if not self.filepath:
+            self.filepath = f"{self.model or 'runway'}.job.json"
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        name = self.model
+        if not name:
+            card = directory.selected_card(context.window_manager.runway_directory)
+            name = card.name if card else ""
+        try:
+            data = export_job(context, name)
+        except RunwayError as e:
+            self.report({"ERROR"}, f"{e.message} {e.hint}".strip())
+            return {"CANCELLED"}
+        path = bpy.path.abspath(self.filepath)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+        self.report({"INFO"}, f"job written to {path}")
+        return {"FINISHED"}
+
+
+classes = (RUNWAY_OT_run_job, RUNWAY_OT_export_job)

@@ -77,6 +77,7 @@ class RUNWAY_PT_run(_RunPanel, bpy.types.Panel):
                      icon="PLAY").model = card.name
         if busy:
             row.operator("runway.cancel", text="Cancel", icon="CANCEL").model = card.name
+        row.operator("runway.export_job", text="", icon="EXPORT").model = card.name
         if status is not None and status.state:
             line = layout.row()
             line.label(text=status.message or status.state,

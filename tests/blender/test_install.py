@@ -24,7 +24,7 @@ EXPECTED_CLASSES = {
     # the Run panel's operators (buttons, F3 search and scripts)
     "RUNWAY_OT_run", "RUNWAY_OT_confirm_licence", "RUNWAY_OT_cancel", "RUNWAY_OT_session_start",
     "RUNWAY_OT_session_stop", "RUNWAY_OT_stop_all", "RUNWAY_OT_show_logs",
-    "RUNWAY_OT_sample_vector",
+    "RUNWAY_OT_sample_vector", "RUNWAY_OT_run_job", "RUNWAY_OT_export_job",
     # the Model Directory, its card and the Run panel, in the sidebar of each editor
     *(f"RUNWAY_PT_{p}{s}" for p in ("directory", "card", "card_characteristics",
                                     "card_licence", "card_people", "card_versions",
