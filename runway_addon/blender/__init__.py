@@ -1,14 +1,15 @@
 """The Blender side: properties, preferences, operators and panels."""
 import bpy
 
-from . import (batch, directory, engine, operators, outputs, panels, preferences, props,
-               sessions)
+from . import (batch, directory, engine, operators, outputs, panels, postprocess, preferences,
+               props, sessions)
 
 classes = (
     *preferences.classes,
     *directory.classes,
     *operators.classes,
     *batch.classes,
+    *postprocess.classes,
     *panels.classes,
 )
 
@@ -22,6 +23,7 @@ def register():
     engine.register()
     outputs.register()
     batch.register()
+    postprocess.register()
     # What a crashed Blender left running is ours to stop, once, at start-up.
     sessions.start_orphan_cleanup()
 
@@ -29,6 +31,7 @@ def register():
 def unregister():
     # Runs and model sessions end first: nothing of ours keeps running.
     engine.unregister()
+    postprocess.unregister()
     batch.unregister()
     outputs.unregister()
     directory.stop()

@@ -25,6 +25,7 @@ from ..core import catalog as core_catalog
 from ..core import jobfile
 from ..core.errors import RunwayError
 from ..core.jobs import Done, Failure, JobState, ModelRef, Status
+from ..core.validation import validate_value
 from . import directory, engine, outputs, sessions
 
 
@@ -98,10 +99,74 @@ def targets_of(job: jobfile.JobFile) -> dict:
             for name, ts in job.outputs.items()}
 
 
+def check(context, job: jobfile.JobFile, spec, command) -> None:
+    """What can be known wrong before anything starts, as JobFileError naming the field:
+    inputs and outputs the model does not have, targets an output cannot go to,
+    options and literal values the spec refuses, a render without a camera, a save
+    in place of a .blend never saved."""
+    fields_in = {f.name: f for f in command.inputs}
+    fields_out = {f.name: f for f in command.outputs}
+    for name, src in job.inputs.items():
+        f = fields_in.get(name)
+        if f is None:
+            raise jobfile.JobFileError(
+                f"inputs.{name}: the model has no input {name!r}", field=f"inputs.{name}",
+                hint=f"Its inputs: {', '.join(fields_in) or 'none'}.")
+        if f.type == "image" and src.source in ("text", "value"):
+            raise jobfile.JobFileError(
+                f"inputs.{name}: an image cannot come from {src.source!r}",
+                field=f"inputs.{name}.source",
+                hint="Use render, pass, image, texture, strip or file.")
+        if f.type != "image" and src.source not in ("text", "file", "value"):
+            raise jobfile.JobFileError(
+                f"inputs.{name}: a {f.type} input cannot come from {src.source!r}",
+                field=f"inputs.{name}.source", hint="Use value, text or file.")
+        if src.source == "value":
+            issues = validate_value(f, src.value, name)
+            if issues:
+                raise jobfile.JobFileError(f"inputs.{name}: {issues[0].message}",
+                                           field=f"inputs.{name}.value")
+    for name, value in job.options.items():
+        known = {f.name: f for f in spec.options}
+        if name not in known:
+            raise jobfile.JobFileError(
+                f"options.{name}: the model has no option {name!r}", field=f"options.{name}",
+                hint=f"Its options: {', '.join(known) or 'none'}.")
+        issues = validate_value(known[name], value, name)
+        if issues:
+            raise jobfile.JobFileError(f"options.{name}: {issues[0].message}",
+                                       field=f"options.{name}")
+    for name, targets in job.outputs.items():
+        f = fields_out.get(name)
+        if f is None:
+            raise jobfile.JobFileError(
+                f"outputs.{name}: the model has no output {name!r}", field=f"outputs.{name}",
+                hint=f"Its outputs: {', '.join(fields_out) or 'none'}.")
+        allowed = [t for t in outputs.targets_for(f) if t != "NONE"]
+        for i, t in enumerate(targets):
+            if t.target not in allowed:
+                raise jobfile.JobFileError(
+                    f"outputs.{name}.{i}.target: {f.name} ({f.type}) cannot go to "
+                    f"{t.target}", field=f"outputs.{name}.{i}.target",
+                    hint=f"It can go to {', '.join(allowed)}.")
+    if any(s.source in ("render", "pass") for s in job.inputs.values()) and \
+            context.scene.camera is None:
+        raise jobfile.JobFileError("inputs: a render needs a camera, and the scene "
+                                   f"{context.scene.name!r} has none", field="inputs",
+                                   hint="Add a camera, or make it the scene's camera.")
+    if job.save_blend is True and not bpy.data.filepath:
+        raise jobfile.JobFileError("save_blend: the .blend has never been saved",
+                                   field="save_blend", hint="Give a path to save it to.")
+
+
 def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[JsonLog] = None,
             timeout: float = 24 * 3600.0) -> BatchReport:
     """Run ``job`` over its frames (or ``frames``), blocking until every frame is done.
-    Raises JobFileError before anything starts when the job cannot run here."""
+    Raises JobFileError before anything starts when the job cannot run here.
+
+    Frames are pipelined: up to ``replicas + 1`` are in flight, so Blender reads (and
+    renders) frame N+1 while the model works on frame N. A failing frame with
+    ``on_failure: "stop"`` starts no later frame and cancels those in flight."""
     log = log or JsonLog()
     report = BatchReport()
     t0 = time.monotonic()
@@ -110,11 +175,16 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
         command = spec.command(job.command)
     except KeyError as e:
         raise jobfile.JobFileError(f"command: {e.args[0]}", field="command") from None
+    check(context, job, spec, command)
     from . import inputs as blender_inputs
     sources = blender_inputs.from_job(job.inputs)
     targets = targets_of(job)
     scene = context.scene
-    frame_list = jobfile.parse_frames(frames) if frames else job.frame_list(scene.frame_current)
+    try:
+        frame_list = jobfile.parse_frames(frames) if frames else \
+            job.frame_list(scene.frame_current)
+    except ValueError as e:
+        raise jobfile.JobFileError(f"frames: {e}", field="frames") from None
     report.frames = frame_list
     base = sessions.placement(job.runtime or "")
     placements = [dataclasses.replace(base, replica=i) for i in range(job.replicas)]
@@ -122,28 +192,45 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
     eng.queue.max_workers = max(eng.queue.max_workers, job.replicas)
     label = card.title if card else model.name
     version = card.versions[0].version if card and card.versions else ""
-    log("job", model=model.name, runtime=base.runtime, frames=len(frame_list),
-        replicas=job.replicas)
-    by_job: dict = {}
+    log("job", model=model.name, runtime=base.runtime, frames=frame_list,
+        replicas=job.replicas, on_failure=job.on_failure)
+    by_job: dict = {}  # job id -> frame
+    in_flight: dict = {}  # job id -> handle
     stop = {"now": False}
 
-    def on_event(event, run=None):
+    def fail(frame, message, hint=""):
+        if frame in report.failed:
+            return
+        report.failed[frame] = message
+        log("error", frame=frame, message=message, hint=hint)
+        if job.on_failure == "stop" and not stop["now"]:
+            stop["now"] = True
+            for jid, h in list(in_flight.items()):
+                if by_job[jid] != frame:
+                    h.cancel()
+
+    def on_event(event):
+        # The engine tells its listeners of a run's end only; a job file logs every
+        # step, so it sees each event itself (after the engine has handled it).
         frame = by_job.get(event.job_id)
+        eng.handle(event)
         if frame is None:
             return
         if isinstance(event, Status) and event.state in (JobState.STARTING, JobState.RUNNING):
-            log(event.state.value, frame=frame)
+            log(event.state.value, frame=frame, message=event.message)
         elif isinstance(event, Failure):
-            report.failed[frame] = event.message
-            log("error", frame=frame, message=event.message, hint=event.hint)
-            if job.on_failure == "stop":
-                stop["now"] = True
+            fail(frame, event.message, event.hint)
         elif isinstance(event, Done):
-            if event.state is JobState.DONE and frame not in report.failed:
-                status = eng.status[model.name]
+            in_flight.pop(event.job_id, None)
+            status = eng.status[model.name]
+            if event.state is JobState.DONE:
                 if status.error is not None and status.error.job_id == event.job_id:
-                    report.failed[frame] = status.error.message
-                    log("error", frame=frame, message=status.error.message)
+                    # Some targets could not be written: the frame failed.
+                    for a in status.applied:
+                        log("output", frame=frame, output=a.output, target=a.target,
+                            name=a.name, ok=a.ok, message="" if a.ok else a.message)
+                    fail(frame, status.error.message, status.error.hint)
+                    log("frame", frame=frame, state="failed")
                     return
                 report.done.append(frame)
                 for a in status.applied:
@@ -157,14 +244,30 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
             elif event.state is JobState.CANCELLED:
                 report.cancelled.append(frame)
                 log("frame", frame=frame, state="cancelled")
+            else:
+                fail(frame, (status.error.message if status.error is not None and
+                             status.error.job_id == event.job_id else
+                             f"the run ended {event.state.value}"))
+                log("frame", frame=frame, state="failed")
 
-    handles = []
-    eng.listeners.append(on_event)
+    def pump(wait: float) -> None:
+        oldest = next(iter(in_flight.values()), None)
+        if oldest is not None and wait:
+            oldest.finished.wait(wait)
+        for event in eng.queue.poll():
+            on_event(event)
+
+    depth = job.replicas + 1
+    deadline = t0 + timeout
     try:
         for i, frame in enumerate(frame_list):
+            pump(0)
+            while len(in_flight) >= depth and not stop["now"]:
+                pump(0.05)
             if stop["now"]:
-                report.cancelled.extend(frame_list[i:])
-                log("stopped", reason="a frame failed", skipped=frame_list[i:])
+                rest = frame_list[i:]
+                report.cancelled.extend(rest)
+                log("stopped", reason=f"frame {min(report.failed)} failed", not_run=rest)
                 break
             scene.frame_set(frame)
             try:
@@ -172,26 +275,31 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
                                         placements[i % len(placements)], label=label,
                                         version=version, status_key=model.name)
             except RunwayError as e:
-                report.failed[frame] = e.message
-                log("error", frame=frame, message=e.message, hint=e.hint)
-                if job.on_failure == "stop":
-                    stop["now"] = True
+                log("frame", frame=frame, state="failed")
+                fail(frame, e.message, e.hint)
                 continue
             by_job[handle.id] = frame
-            handles.append(handle)
-            # Results that are ready go into Blender now; the rest keep working.
-            for event in eng.queue.poll():
-                eng.handle(event)
-        if stop["now"]:
-            for h in handles:
-                h.cancel()
-        eng.wait(handles, timeout=timeout)
+            in_flight[handle.id] = handle
+            log("submitted", frame=frame)
+        while in_flight:
+            if time.monotonic() > deadline:
+                for h in in_flight.values():
+                    h.cancel()
+                deadline = float("inf")
+            pump(0.05)
+        for event in eng.queue.poll():  # what is left (e.g. another run's events)
+            on_event(event)
     finally:
-        eng.listeners.remove(on_event)
+        if in_flight:  # interrupted: nothing of this job keeps running
+            for h in in_flight.values():
+                h.cancel()
     if job.save_blend:
         _save(job.save_blend, log)
     report.seconds = time.monotonic() - t0
-    log("done", ok=report.ok, summary=report.summary())
+    report.failed = dict(sorted(report.failed.items()))
+    log("done", ok=report.ok, done=sorted(report.done), failed=sorted(report.failed),
+        not_run=sorted(report.cancelled), seconds=round(report.seconds, 3),
+        summary=report.summary())
     return report
 
 
@@ -275,7 +383,11 @@ def cli(argv: list) -> int:
             log.close()
             engine.shutdown()
     except RunwayError as e:
-        print(f"Runway: error: {e}", file=sys.stderr, flush=True)
+        print(f"Runway: error: {e.message}" + (f" ({e.hint})" if e.hint else ""),
+              file=sys.stderr, flush=True)
+        return 2
+    except Exception as e:  # a one-line reason, not a traceback, is what a farm shows
+        print(f"Runway: error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         return 2
     if not report.ok:
         print(f"Runway: failed: {report.summary()}", file=sys.stderr, flush=True)

@@ -285,16 +285,23 @@ def current() -> Optional[Engine]:
     return _state["engine"]
 
 
+def on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def _timer_step():
     engine = current()
     if engine is None:
-        return None
+        return STEP_IDLE  # stays registered: a render thread cannot register timers
     return engine.step()
 
 
 def ensure_timer() -> None:
-    if bpy.app.background:
-        return  # timers never fire there: wait() drains
+    """The UI driver's timer, registered from the main thread only (a GUI render's
+    handlers run on the render thread; the timer registered at start-up serves
+    them)."""
+    if bpy.app.background or not on_main_thread():
+        return  # timers never fire in background mode: wait() drains
     if not bpy.app.timers.is_registered(_timer_step):
         bpy.app.timers.register(_timer_step, first_interval=STEP_BUSY, persistent=True)
 
@@ -304,9 +311,12 @@ def shutdown() -> None:
     engine = current()
     if engine is not None:
         engine.shutdown()
+    _state["engine"] = None
+
+
+def _stop_timer() -> None:
     if bpy.app.timers.is_registered(_timer_step):
         bpy.app.timers.unregister(_timer_step)
-    _state["engine"] = None
 
 
 def _at_exit() -> None:
@@ -341,9 +351,11 @@ def _on_load_pre(*_args):
 
 def register() -> None:
     bpy.app.handlers.load_pre.append(_on_load_pre)
+    ensure_timer()
 
 
 def unregister() -> None:
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     shutdown()
+    _stop_timer()

@@ -138,7 +138,6 @@ class _Render:
         self.png: Optional[str] = None
         self.exr: Optional[str] = None
         self.passes: set = set()
-        self.folder = tempfile.mkdtemp(prefix="runway-render-")
 
     def ensure(self, what: str) -> None:
         if self.png is not None:
@@ -147,6 +146,7 @@ class _Render:
         if scene.camera is None:
             raise InputError(what, f"scene {scene.name!r} has no camera",
                              hint="Add a camera and make it the scene's camera.")
+        folder = tempfile.mkdtemp(prefix="runway-render-")
         layer = bpy.context.view_layer
         flags = {"DIFFUSE_COLOR": "use_pass_diffuse_color", "NORMAL": "use_pass_normal",
                  "DEPTH": "use_pass_z", "MIST": "use_pass_mist"}
@@ -166,7 +166,7 @@ class _Render:
             if has_media:
                 settings.media_type = "IMAGE"
             settings.file_format, settings.color_depth = "PNG", "8"
-            self.png = os.path.join(self.folder, "camera.png")
+            self.png = os.path.join(folder, "camera.png")
             result.save_render(self.png, scene=scene)
             if self.passes:
                 if has_media:
@@ -174,7 +174,7 @@ class _Render:
                 settings.file_format = "OPEN_EXR_MULTILAYER"
                 settings.color_depth = "32"
                 settings.exr_codec = "ZIP"
-                self.exr = os.path.join(self.folder, "passes.exr")
+                self.exr = os.path.join(folder, "passes.exr")
                 result.save_render(self.exr, scene=scene)
         except RuntimeError as e:  # bpy reports render errors as RuntimeError
             raise InputError(what, f"the render failed: {e}") from e
@@ -196,7 +196,7 @@ class Source:
     reader serves both. ``kind``: render, pass, image, texture, strip, text, file,
     value."""
 
-    kind: str
+    kind: str  # also render_file / pass_file: a frame already rendered (post-processing)
     pass_id: str = "COMBINED"
     image: str = ""  # image datablock name
     strip: str = ""
@@ -266,7 +266,7 @@ def gather(context, command, sources: dict) -> Gathered:
             value, described = _image_input(context, scene, src, render, f.label)
             if out.overlay_input is None:
                 out.overlay_input = f.name
-            if src.kind in ("render", "pass"):
+            if src.kind in ("render", "pass", "render_file", "pass_file") and scene.camera:
                 out.camera = scene.camera.name
         else:
             value, described = _plain_input(f, src, f.label)
@@ -286,6 +286,15 @@ def _image_input(context, scene, src: Source, render, what):
         return Deferred(render_passes.read_pass, render.exr, src.pass_id,
                         describe=f"{src.pass_id} pass"), \
             {"source": "pass", "pass": src.pass_id, "camera": scene.camera.name, "frame": frame}
+    if src.kind == "render_file":  # post-processing: the frame Blender just rendered
+        return Deferred(read_image_file, src.path, describe=f"frame {frame}"), \
+            {"source": "render", "camera": scene.camera.name if scene.camera else "",
+             "frame": frame}
+    if src.kind == "pass_file":
+        return Deferred(render_passes.read_pass, src.path, src.pass_id,
+                        describe=f"{src.pass_id} pass of frame {frame}"), \
+            {"source": "pass", "pass": src.pass_id, "frame": frame,
+             "camera": scene.camera.name if scene.camera else ""}
     if src.kind == "image":
         image = bpy.data.images.get(src.image) if src.image else None
         if image is None:

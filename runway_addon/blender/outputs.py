@@ -988,6 +988,33 @@ def _to_strip(w: _Write) -> list[Applied]:
                     f", {path}{note}")]
 
 
+def add_image_sequence(scene, files: list, frame_start: int, name: str):
+    """One image strip holding ``files`` (one per frame, in order, all in one folder)
+    at ``frame_start`` on a free channel: post-processed frames as a sequence."""
+    if not files:
+        raise OutputError("no files for an image sequence")
+    folders = {os.path.dirname(f) for f in files}
+    if len(folders) != 1:
+        raise OutputError("the frames are in several folders; a strip needs one",
+                          hint="Write post-processed frames into one folder.")
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    coll = strips(editor)
+    channel = free_channel(coll, frame_start, frame_start + len(files))
+    try:
+        strip = coll.new_image(_id_name(name), files[0], channel, frame_start)
+        for path in files[1:]:
+            strip.elements.append(os.path.basename(path))
+    except RuntimeError as e:
+        raise OutputError(f"Blender could not make an image strip: {e}".rstrip())
+    if strip.channel != channel:
+        strip.channel = free_channel([s for s in coll if s != strip],
+                                     strip.frame_final_start, strip.frame_final_end, channel)
+    rel = _blend_relative(files[0])
+    strip.directory = os.path.dirname(rel) + "/"
+    strip[PROP] = json.dumps({"files": len(files), "frame_start": frame_start})
+    return strip
+
+
 # --------------------------------------------------------------------------- text
 
 def _text_of(w: _Write) -> tuple[str, bool]:

@@ -93,7 +93,8 @@ class InputSource(_Strict):
             raise ValueError(f"source {self.source!r} needs "
                              f"{'pass' if key == 'pass_' else key}")
         if self.source == "value" and self.value is None:
-            raise ValueError("give a value (or another source)")
+            raise ValueError("give a value, or a source (render, pass, image, texture, strip, "
+                             "text, file)")
         if self.source == "text" and self.text is None:
             raise ValueError("source 'text' needs text (a Text datablock's name)")
         return self
@@ -108,38 +109,74 @@ class OutputTarget(_Strict):
     socket: str = "Base Color"
 
 
+_SOURCE_KEYS = {"source", "pass", "pass_", "image", "strip", "text", "path", "value"}
+
+
 class JobFile(_Strict):
-    version: Literal[1] = 1
-    model: ModelSource
-    runtime: Optional[RUNTIME] = None  # None: the add-on preferences' default
-    command: Optional[str] = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    inputs: dict[str, InputSource] = Field(default_factory=dict)
-    outputs: dict[str, list[OutputTarget]] = Field(default_factory=dict)
-    frames: Optional[str] = None  # "1-10", "1-3,5,9-12"; None: the scene's current frame
-    save_blend: Union[bool, str] = False  # True: save in place; a path: save a copy there
-    on_failure: Literal["stop", "skip"] = "stop"
-    replicas: int = Field(default=1, ge=1, le=8)
+    """A batch job: one model run on each frame of a .blend (see docs/job.schema.json)."""
+
+    version: Literal[1] = Field(1, description="The job file format's version")
+    model: ModelSource = Field(description="The model: exactly one of its sources")
+    runtime: Optional[RUNTIME] = Field(
+        None, description="Where the model runs; null: the add-on preferences' default")
+    command: Optional[str] = Field(
+        None, description="The model's command; null: its first (usually predict)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Setup options (the model's options, not inputs)")
+    inputs: dict[str, InputSource] = Field(
+        default_factory=dict, description="Each input by name: a source, or a bare value")
+    outputs: dict[str, list[OutputTarget]] = Field(
+        default_factory=dict, description="Each output by name: its targets (one or more)")
+    frames: Optional[Union[str, int]] = Field(
+        None, description="Farm-style frames: 5, \"1-10\", \"1..10\", \"1-3,5,9-12\" (in order, "
+        "no repeats); null: the scene's current frame")
+    save_blend: Union[bool, str] = Field(
+        False, description="true: save the .blend in place afterwards; a path: save a copy "
+        "there (// is the .blend's folder); false: do not save")
+    on_failure: Literal["stop", "skip"] = Field(
+        "stop", description="A failing frame: stop (no later frame starts) or skip it and "
+        "go on; either way the job fails")
+    replicas: int = Field(default=1, ge=1, le=8,
+                          description="Copies of the model working side by side")
 
     @field_validator("inputs", mode="before")
     @classmethod
     def _plain_values(cls, given: Any) -> Any:
-        # A bare value stands for {"value": ...}: {"strength": 0.8}.
+        # A bare value stands for {"value": ...}: {"strength": 0.8}. An object is an
+        # input source when it has any of a source's keys (so {"path": ...} without a
+        # source is refused, not sent as a value); {"value": {...}} sends an object.
         if not isinstance(given, dict):
             return given
-        return {name: v if isinstance(v, (dict, InputSource)) and
-                ({"source", "value"} & set(v if isinstance(v, dict) else v.model_fields_set))
-                else {"value": v} for name, v in given.items()}
+        return {name: v if isinstance(v, InputSource) or
+                (isinstance(v, dict) and _SOURCE_KEYS & set(v)) else {"value": v}
+                for name, v in given.items()}
 
-    @field_validator("frames")
+    @field_validator("outputs", mode="before")
     @classmethod
-    def _frames(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None:
+    def _target_lists(cls, given: Any) -> Any:
+        # One target may be given alone: {"output": {"target": "FILE"}} or {"output": "FILE"}.
+        if not isinstance(given, dict):
+            return given
+        out = {}
+        for name, v in given.items():
+            if isinstance(v, str):
+                v = {"target": v}
+            out[name] = [v] if isinstance(v, (dict, OutputTarget)) else v
+        return out
+
+    @field_validator("frames", mode="before")
+    @classmethod
+    def _frames(cls, v: Any) -> Optional[str]:
+        if isinstance(v, bool):
+            raise ValueError("give frames as a number or a string like \"1-10\"")
+        if isinstance(v, int):
+            v = str(v)  # "frames": 5
+        if isinstance(v, str):
             parse_frames(v)
-        return v
+        return v  # anything else: the type check names it
 
     def frame_list(self, default: int) -> list[int]:
-        return parse_frames(self.frames) if self.frames else [default]
+        return parse_frames(str(self.frames)) if self.frames is not None else [default]
 
 
 _RANGE = re.compile(r"^\s*(-?\d+)\s*(?:(?:-|\.\.)\s*(-?\d+)\s*)?$")
@@ -206,3 +243,8 @@ def schema() -> dict:
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "Runway for Blender job file"
     return out
+
+
+def schema_text() -> str:
+    """The schema as ``docs/job.schema.json`` holds it (``build.py jobschema``)."""
+    return json.dumps(schema(), indent=2, sort_keys=True) + "\n"

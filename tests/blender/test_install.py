@@ -25,15 +25,18 @@ EXPECTED_CLASSES = {
     "RUNWAY_OT_run", "RUNWAY_OT_confirm_licence", "RUNWAY_OT_cancel", "RUNWAY_OT_session_start",
     "RUNWAY_OT_session_stop", "RUNWAY_OT_stop_all", "RUNWAY_OT_show_logs",
     "RUNWAY_OT_sample_vector", "RUNWAY_OT_run_job", "RUNWAY_OT_export_job",
+    "RUNWAY_PG_post",  # render post-processing settings, per scene
     # the Model Directory, its card and the Run panel, in the sidebar of each editor
     *(f"RUNWAY_PT_{p}{s}" for p in ("directory", "card", "card_characteristics",
                                     "card_licence", "card_people", "card_versions",
                                     "card_more", "run", "run_inputs", "run_options",
-                                    "run_outputs")
+                                    "run_outputs", "post")
       for s in ("", "_image_editor", "_sequence_editor", "_node_editor")),
 }
 HANDLERS = {"load_pre": ["_on_load_pre"], "load_post": ["_on_load_post"],
-            "save_pre": ["pack_results"]}
+            "save_pre": ["pack_results"], "render_init": ["on_render_init"],
+            "render_post": ["on_render_post"], "render_complete": ["on_render_complete"],
+            "render_cancel": ["on_render_cancel"]}
 SHELF = {"denoise", "face-detection", "person-segmentation", "pose", "style-transfer",
          "text-to-speech", "upscale"}
 
