@@ -159,3 +159,44 @@ def test_disabled_post_processing_does_nothing(runway, tmp_path):
     bpy.ops.render.render(animation=True)
     assert mod("blender.postprocess").last_report() is None
     assert sorted(os.listdir(tmp_path / "render")) == ["frame_0001.png"]
+
+
+def test_gui_render_thread_path_results_land_through_the_timer(runway, tmp_path):
+    """In a GUI render (F12, Ctrl+F12) Blender calls the handlers on its render thread
+    and keeps firing timers on the main thread. Here a thread calls the handlers as
+    Blender's render job does, and the main thread runs the engine's timer step: the
+    handlers never write into Blender, the timer step does."""
+    import threading
+
+    bpy = runway
+    post_mod, engine = mod("blender.postprocess"), mod("blender.engine")
+    scene = animated_scene(bpy, tmp_path)
+    scene.frame_set(3)
+    bpy.ops.render.render()  # a Render Result to hand over, before post-processing is on
+    set_up_post(bpy, scene)
+    errors = []
+
+    def render_job():
+        try:
+            post_mod.on_render_init(scene)
+            post_mod.on_render_post(scene)
+            post_mod.on_render_complete(scene)
+        except Exception as e:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(e)
+
+    t = threading.Thread(target=render_job)
+    t.start()
+    t.join(60)
+    assert not errors, errors
+    state = post_mod.last_report()
+    assert state.pending and not state.done  # nothing was written from the render thread
+    assert "Runway post: identity" not in bpy.data.images
+    eng = engine.get()
+    import time
+    deadline = time.monotonic() + 60
+    while not state.summary and time.monotonic() < deadline:
+        eng.step()  # what bpy.app.timers does on the main thread
+        time.sleep(0.02)
+    assert sorted(state.done) == [3], state.failed
+    assert (tmp_path / "render" / "frame_0003_runway.png").is_file()
+    assert bpy.data.images["Runway post: identity"].size[:] == (24, 16)
