@@ -166,7 +166,8 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
 
     Frames are pipelined: up to ``replicas + 1`` are in flight, so Blender reads (and
     renders) frame N+1 while the model works on frame N. A failing frame with
-    ``on_failure: "stop"`` starts no later frame and cancels those in flight."""
+    ``on_failure: "stop"`` starts no later frame and cancels the later ones in flight
+    (one that had already finished keeps its results); earlier frames finish."""
     log = log or JsonLog()
     report = BatchReport()
     t0 = time.monotonic()
@@ -186,10 +187,14 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
     except ValueError as e:
         raise jobfile.JobFileError(f"frames: {e}", field="frames") from None
     report.frames = frame_list
+    order = {f: i for i, f in enumerate(frame_list)}
     base = sessions.placement(job.runtime or "")
     placements = [dataclasses.replace(base, replica=i) for i in range(job.replicas)]
     eng = engine.get()
-    eng.queue.max_workers = max(eng.queue.max_workers, job.replicas)
+    # One worker per replica: with one, the model takes the frames in order, one at a
+    # time, while the main thread reads (renders) the next one.
+    saved_workers = eng.queue.max_workers
+    eng.queue.max_workers = job.replicas
     label = card.title if card else model.name
     version = card.versions[0].version if card and card.versions else ""
     log("job", model=model.name, runtime=base.runtime, frames=frame_list,
@@ -204,9 +209,10 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
         report.failed[frame] = message
         log("error", frame=frame, message=message, hint=hint)
         if job.on_failure == "stop" and not stop["now"]:
+            # Frames after it stop; frames before it (still in flight) may finish.
             stop["now"] = True
             for jid, h in list(in_flight.items()):
-                if by_job[jid] != frame:
+                if order[by_job[jid]] > order[frame]:
                     h.cancel()
 
     def on_event(event):
@@ -290,6 +296,7 @@ def run_job(context, job: jobfile.JobFile, *, frames: str = "", log: Optional[Js
         for event in eng.queue.poll():  # what is left (e.g. another run's events)
             on_event(event)
     finally:
+        eng.queue.max_workers = saved_workers
         if in_flight:  # interrupted: nothing of this job keeps running
             for h in in_flight.values():
                 h.cancel()

@@ -11,12 +11,12 @@ import bpy
 from ..core import codecs
 
 # Colour spaces whose pixel values are data, not light: never converted.
-_DATA_COLORSPACES = {"Non-Color", "Raw", "Generic Data"}
+DATA_COLORSPACES = {"Non-Color", "Raw", "Generic Data"}
 
 
 def stores_linear(image) -> bool:
     """Float buffers hold scene-linear values; byte buffers hold the encoded ones."""
-    return image.is_float and image.colorspace_settings.name not in _DATA_COLORSPACES
+    return image.is_float and image.colorspace_settings.name not in DATA_COLORSPACES
 
 
 def image_to_array(image) -> np.ndarray:

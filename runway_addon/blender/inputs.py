@@ -81,7 +81,11 @@ def image_pixels(image, what: str) -> Deferred:
     buf = np.empty(width * height * image.channels, dtype=np.float32)
     image.pixels.foreach_get(buf)
     linear = images.stores_linear(image)
-    return Deferred(_from_blender, buf, width, height, image.channels, linear,
+    if image.is_float and image.colorspace_settings.name in images.DATA_COLORSPACES:
+        # Data (normals, depth) may hold more than 8 bits: the float path keeps them.
+        return Deferred(_from_blender, buf, width, height, image.channels, False,
+                        describe=f"image {image.name}")
+    return Deferred(codecs.srgb8_from_blender, buf, width, height, image.channels, linear,
                     describe=f"image {image.name}")
 
 

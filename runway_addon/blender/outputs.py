@@ -50,6 +50,7 @@ import bpy
 
 from ..core import codecs
 from ..core.errors import RunwayError
+from .images import DATA_COLORSPACES as _DATA_COLORSPACES
 
 PROP = "runway"  # custom property holding the provenance JSON
 
@@ -80,7 +81,6 @@ FILE_FORMATS = (
     ("ASIS", "As it came", "The bytes exactly as the model sent them (e.g. WAV)"),
 )
 
-_DATA_COLORSPACES = {"Non-Color", "Raw", "Generic Data"}
 # Words in an output's name that say its pixels are data, not colour.
 _DATA_WORDS = {"matte", "mattes", "mask", "masks", "alpha", "depth", "normal", "normals",
                "disparity", "segmentation", "ids", "labels", "id"}

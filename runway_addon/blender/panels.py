@@ -187,7 +187,8 @@ class RUNWAY_PT_run_outputs(_RunChild, bpy.types.Panel):
         for f in mp.command.outputs:
             box = layout.box().column(align=True)
             box.label(text=f.label, icon="EXPORT")
-            box.prop(s, props.prop_id("out", f.name, "targets"), text="")
+            # No text="": for an expanded ENUM_FLAG that blanks every item's name.
+            box.prop(s, props.prop_id("out", f.name, "targets"))
             chosen = getattr(s, props.prop_id("out", f.name, "targets"))
             if "FILE" in chosen or "STRIP" in chosen:
                 box.prop(s, props.prop_id("out", f.name, "path"), text="")

@@ -55,11 +55,7 @@ PASSES = (
     ("DEPTH", "Depth", "Distance from the camera (Z)"),
     ("MIST", "Mist", "Mist pass, 0..1 over the mist range"),
 )
-FILE_FORMATS = (
-    ("PNG8", "PNG 8-bit", ""), ("PNG16", "PNG 16-bit", ""), ("EXR", "OpenEXR (float)", ""),
-    ("JPEG", "JPEG", ""), ("ASIS", "As the model sent it", "The bytes exactly as they came "
-                                                            "(e.g. WAV audio)"),
-)
+FILE_FORMATS = blender_outputs.FILE_FORMATS
 SOCKETS = tuple((s, s, f"Wire the texture to the shader's {s} input") for s in
                 ("Base Color", "Normal", "Roughness", "Metallic", "Alpha", "Emission Color"))
 

@@ -1067,22 +1067,62 @@ def image_from_blender(pixels: np.ndarray, width: int, height: int, channels: in
     return out
 
 
+# Linear 0..1 quantised to 16 bits, then one table lookup to 8-bit sRGB: within one
+# 8-bit level of the float path (the steps of 1/65535 are finer than sRGB's darkest).
+_LINEAR16_TO_SRGB8: Optional[np.ndarray] = None
+
+
+def _linear16_to_srgb8() -> np.ndarray:
+    global _LINEAR16_TO_SRGB8
+    if _LINEAR16_TO_SRGB8 is None:
+        x = np.arange(65536, dtype=np.float64) / 65535.0
+        _LINEAR16_TO_SRGB8 = np.round(linear_to_srgb(x.astype(np.float32)) * 255.0) \
+            .astype(np.uint8)
+    return _LINEAR16_TO_SRGB8
+
+
+def srgb8_from_blender(pixels: np.ndarray, width: int, height: int, channels: int = 4,
+                       linear: bool = True) -> np.ndarray:
+    """Blender pixels (flat float32, bottom-up, linear unless ``linear=False``) ->
+    HxWxC uint8 top-down sRGB: what an 8-bit model input needs, in two passes over
+    the frame (quantise, look up) instead of a float conversion and a second
+    rounding. Alpha is scaled, never colour-converted."""
+    flat = np.asarray(pixels, dtype=np.float32).reshape(-1)
+    if width <= 0 or height <= 0 or channels not in (1, 2, 3, 4) or \
+            flat.size != width * height * channels:
+        raise CodecError(f"Blender pixels: {flat.size} values do not make a {width}x{height} "
+                         f"image with {channels} channels")
+    img = flat.reshape(height, width, channels)[::-1]  # a view; rows are copied below
+    scale = np.float32(65535.0 if linear else 255.0)
+    q = np.empty((height, width, channels), np.float32)
+    np.multiply(img, scale, out=q)
+    np.clip(q, 0.0, scale, out=q)
+    q += np.float32(0.5)
+    if not linear:
+        return q.astype(np.uint8)
+    idx = q.astype(np.uint16)
+    out = _linear16_to_srgb8()[idx]
+    k = _colour_channels(channels)
+    if k < channels:  # alpha: straight 8-bit
+        out[..., k:] = (idx[..., k:].astype(np.uint32) * 255 + 32767) // 65535
+    return out
+
+
 def image_to_blender(image: Any, linear: bool = True) -> tuple[np.ndarray, int, int]:
     """An image value -> (flat float32 RGBA bottom-up, width, height) for
     ``image.pixels.foreach_set``. ``linear=False``: the Blender image is a byte image that
     stores sRGB values, so only the rows are flipped."""
     img = convert_channels(image_array(image, "image"), 4)
     h, w = img.shape[:2]
-    out = np.empty((h, w, 4), dtype=np.float32)
+    flipped = img[::-1]  # a view: the table lookups below write the rows in Blender's order
     if img.dtype == np.float32:
-        out[...] = img
+        out = np.ascontiguousarray(flipped)
         if linear:
-            out[..., :3] = srgb_to_linear(img[..., :3])
-    else:
-        levels = 256 if img.dtype == np.uint8 else 65536
-        if linear:
-            out[..., :3] = _srgb_to_linear_lut(levels)[img[..., :3]]
-        else:
-            np.multiply(img[..., :3], np.float32(1 / (levels - 1)), out=out[..., :3])
-        np.multiply(img[..., 3], np.float32(1 / (levels - 1)), out=out[..., 3])
-    return np.ascontiguousarray(out[::-1]).reshape(-1), w, h
+            out[..., :3] = srgb_to_linear(out[..., :3])
+        return out.reshape(-1), w, h
+    levels = 256 if img.dtype == np.uint8 else 65536
+    scale = np.arange(levels, dtype=np.float32) / np.float32(levels - 1)
+    out = scale[flipped]  # one gather: every channel scaled to 0..1, rows flipped
+    if linear:
+        out[..., :3] = _srgb_to_linear_lut(levels)[flipped[..., :3]]
+    return out.reshape(-1), w, h

@@ -167,13 +167,13 @@ class JobFile(_Strict):
     @field_validator("frames", mode="before")
     @classmethod
     def _frames(cls, v: Any) -> Optional[str]:
-        if isinstance(v, bool):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, str))):
             raise ValueError("give frames as a number or a string like \"1-10\"")
         if isinstance(v, int):
             v = str(v)  # "frames": 5
         if isinstance(v, str):
             parse_frames(v)
-        return v  # anything else: the type check names it
+        return v
 
     def frame_list(self, default: int) -> list[int]:
         return parse_frames(str(self.frames)) if self.frames is not None else [default]
