@@ -12,6 +12,35 @@ from ..errors import Cancelled, ModelNotReady
 from ..spec import ModelSpec, Protocol
 
 
+MAX_BODY_BYTES = 1 << 30  # an answer larger than this is refused, not read into memory
+_CHUNK = 1 << 20
+
+
+def read_body(r, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body of a ``stream=True`` response, read in 1 MB chunks (requests' own
+    ``.content`` reads 10 kB at a time: 85 ms for an 11 MB prediction answer) and
+    bounded by ``limit``. Leaves it in ``r.content`` for the usual accessors."""
+    import requests
+
+    from ..errors import ConnectionFailed, ServerError
+
+    parts, size = [], 0
+    try:
+        for chunk in r.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                r.close()
+                raise ServerError(f"{what}: the answer is larger than {limit >> 20} MB.",
+                                  status=r.status_code, hint="Check the server.")
+            parts.append(chunk)
+    except requests.RequestException as e:
+        raise ConnectionFailed(f"{what}: the answer was cut off ({type(e).__name__}).",
+                               hint="Check that the server is still running.",
+                               details=str(e)) from e
+    r._content = b"".join(parts)
+    return r._content
+
+
 class HealthState(str, Enum):
     STARTING = "starting"  # setting up; refused connections count as this
     READY = "ready"

@@ -22,7 +22,7 @@ from ..spec import (AnyField, ArrayField, BooleanField, CategoryField, Command, 
                     FileField, ImageField, IntegerField, ModelSpec, NumberField, Protocol,
                     SecretField, TextField)
 from ..validation import validate_inputs
-from .base import Health, HealthState, ModelClient, RunResult
+from .base import Health, HealthState, ModelClient, RunResult, read_body
 
 __all__ = ["spec_from_openapi", "CogClient", "COMMAND", "SINGLE_OUTPUT"]
 
@@ -401,7 +401,8 @@ class CogClient(ModelClient):
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.02
         while True:
-            r = self._request("PUT", f"/predictions/{run_id}", json=payload)
+            r = self._request("PUT", f"/predictions/{run_id}", json=payload, stream=True)
+            read_body(r, f"The Cog server at {self.url}")
             if r.status_code != 409:
                 break
             # At capacity: every slot busy. Back off, bounded by busy_timeout.
