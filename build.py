@@ -7,6 +7,7 @@
     python3 build.py test [pytest args]   # the whole suite (sets up what is missing)
     python3 build.py demo      # the main job on the built-in default
     python3 build.py models lock|schema|env|serve|docker ...   # model folders
+    python3 build.py jobschema # docs/job.schema.json from the job file's pydantic model
 """
 from __future__ import annotations
 
@@ -95,6 +96,20 @@ def cmd_models(argv) -> int:
     return subprocess.run([str(python), "-m", "buildtools.cogmodels", *argv], cwd=ROOT).returncode
 
 
+JOB_SCHEMA = ROOT / "docs" / "job.schema.json"
+
+
+def cmd_jobschema(_args) -> int:
+    """Write docs/job.schema.json from runway_addon.core.jobfile (pydantic: in .venv)."""
+    python = envs.ensure(envs.DEV)
+    code = ("import sys; from runway_addon.core import jobfile; "
+            "open(sys.argv[1], 'w', encoding='utf-8').write(jobfile.schema_text())")
+    proc = subprocess.run([str(python), "-c", code, str(JOB_SCHEMA)], cwd=ROOT)
+    if proc.returncode == 0:
+        print(f"wrote {JOB_SCHEMA}")
+    return proc.returncode
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["models"]:
@@ -109,6 +124,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="run the main job on the built-in default")
     p.add_argument("--out", default=str(ROOT / "out" / "demo"))
     p.set_defaults(fn=cmd_demo)
+    sub.add_parser("jobschema", help="write docs/job.schema.json (the job file's JSON "
+                                     "Schema)").set_defaults(fn=cmd_jobschema)
     sub.add_parser("models", help="model folders: lock, schema, env, serve, docker "
                                   "(`build.py models -h`)")
     args, extra = parser.parse_known_args(argv)

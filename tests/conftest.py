@@ -33,8 +33,9 @@ def dist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def linux_zip(dist_dir) -> Path:
-    from buildtools import dist
-    return dist.zip_for("linux-x64")
+    matches = sorted(dist_dir.glob("*-linux_x64.zip"))
+    assert matches, f"no linux zip in {dist_dir}"
+    return matches[0]
 
 
 @pytest.fixture(scope="session")

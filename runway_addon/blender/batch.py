@@ -380,12 +380,15 @@ def cli(argv: list) -> int:
     if args.cmd == "schema":
         print(json.dumps(jobfile.schema(), indent=2))
         return 0
+    log = JsonLog(args.log)
     try:
-        job = jobfile.load(args.job)
-        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
-        log = JsonLog(args.log)
         try:
+            job = jobfile.load(args.job)
+            bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.blend))
             report = run_job(bpy.context, job, frames=args.frames, log=log)
+        except RunwayError as e:
+            log("refused", message=e.message, field=getattr(e, "field", ""), hint=e.hint)
+            raise
         finally:
             log.close()
             engine.shutdown()
@@ -443,6 +446,7 @@ class RUNWAY_OT_run_job(bpy.types.Operator):
             job = jobfile.load(bpy.path.abspath(self.filepath))
             report = run_job(context, job, frames=self.frames, log=log)
         except RunwayError as e:
+            log("refused", message=e.message, field=getattr(e, "field", ""), hint=e.hint)
             self.report({"ERROR"}, f"{e.message} {e.hint}".strip())
             return {"CANCELLED"}
         finally:

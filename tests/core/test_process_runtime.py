@@ -393,11 +393,40 @@ CRASHING_OWNER = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, sys.argv[1])
     from runway_addon.core.runtimes.process import ProcessSession
-    s = ProcessSession(sys.argv[2], env_root=sys.argv[3], runtime_dir=sys.argv[4])
+    watch = len(sys.argv) > 5 and sys.argv[5] == "watch"
+    s = ProcessSession(sys.argv[2], env_root=sys.argv[3], runtime_dir=sys.argv[4],
+                       watch_owner=watch)
     s.start(timeout=120)
     print(json.dumps({"pid": s.pid, "port": s.port}), flush=True)
     time.sleep(600)  # killed with SIGKILL: no stop(), as when Blender crashes
 """)
+
+
+def test_a_server_stops_itself_when_its_owner_is_killed(env_root, runtime_dir):
+    """A farm kills Blender alone (SIGKILL, no process group): its model server
+    notices within seconds and stops, without waiting for a clean-up."""
+    owner = subprocess.Popen([sys.executable, "-c", CRASHING_OWNER, str(ROOT), str(ECHO),
+                              str(env_root), str(runtime_dir), "watch"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(owner.stdout.readline())
+        pid, port = info["pid"], info["port"]
+        assert requests.get(f"http://127.0.0.1:{port}/health-check", timeout=5).ok
+    finally:
+        owner.kill()
+        owner.wait()
+    assert process._wait_until(lambda: gone(pid), 15), "the server outlived its owner"
+    assert port_refused(port)
+    # Nothing of the group is left (the watcher ends with it).
+    assert not process._group_alive(pid)
+
+
+def test_a_stopped_session_leaves_no_watcher(env_root, runtime_dir):
+    s = ProcessSession(ECHO, env_root=env_root, runtime_dir=runtime_dir)
+    s.start(timeout=120)
+    pid = s.pid
+    s.stop()
+    assert process._wait_until(lambda: not process._group_alive(pid), 10)
 
 
 def test_cleanup_orphans_after_a_crash(env_root, runtime_dir):

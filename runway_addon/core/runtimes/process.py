@@ -605,8 +605,10 @@ class ProcessSession(ModelSession):
     def __init__(self, model_dir: PathLike, *, env_root: Optional[PathLike] = None,
                  runtime_dir: Optional[PathLike] = None, name: Optional[str] = None,
                  on_event=None, env: Optional[dict[str, str]] = None,
-                 python: Optional[str] = None):
+                 python: Optional[str] = None, watch_owner: bool = True):
         self.model_dir = Path(model_dir).resolve()
+        # A watcher in the server's group ends it when this process dies (POSIX).
+        self.watch_owner = watch_owner and not _WINDOWS
         super().__init__(name or self.model_dir.name, on_event)
         cache = default_cache_dir()
         self.env_root = Path(env_root).resolve() if env_root else cache / "model-envs"
@@ -726,6 +728,10 @@ class ProcessSession(ModelSession):
 
     def _spawn(self, port: int) -> None:
         argv = server_command(self.environment.python)
+        if self.watch_owner:  # the server must not outlive us (a farm kills Blender alone)
+            me = os.getpid()
+            argv = [str(self.environment.python), str(Path(__file__).with_name("owner_watch.py")),
+                    str(me), process_start_time(me) or "", "--", *argv]
         with self._lock:
             if self._stop_requested.is_set():
                 raise _Stopped()
@@ -737,6 +743,7 @@ class ProcessSession(ModelSession):
                 stdout=self._log, stderr=subprocess.STDOUT, **_popen_group_kwargs())
             self.pid, self.port = self._proc.pid, port
             self.url = f"http://{HOST}:{port}"
+
             _write_json(self.session_dir / "server.pid", {
                 **_owner(), "pid": self.pid, "start_time": process_start_time(self.pid),
                 "cmdline": argv, "port": port, "model_dir": str(self.model_dir),
