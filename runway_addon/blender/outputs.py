@@ -829,6 +829,19 @@ def _write_bytes(path: str, data: bytes) -> None:
                           hint="Choose another output path.")
 
 
+# Types mimetypes does not map to an extension on every Python (audio/wav: None on 3.11).
+_EXTENSIONS = {"audio/wav": ".wav", "audio/wave": ".wav", "audio/x-wav": ".wav",
+               "audio/mpeg": ".mp3", "audio/ogg": ".ogg", "audio/flac": ".flac",
+               "image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp",
+               "image/x-exr": ".exr", "video/mp4": ".mp4", "application/json": ".json",
+               "text/plain": ".txt"}
+
+
+def _extension_for(mime) -> str:
+    mime = (mime or "").split(";")[0].strip().lower()
+    return _EXTENSIONS.get(mime) or mimetypes.guess_extension(mime) or ""
+
+
 def _write_result_file(w: _Write, *, fmt: Optional[str] = None) -> tuple[str, str, str]:
     """Write the output to its file (+ sidecar). Returns (path, kind, note); kind is
     image, audio, video, text or file."""
@@ -866,8 +879,7 @@ def _write_result_file(w: _Write, *, fmt: Optional[str] = None) -> tuple[str, st
             data, ext = _image_file_bytes(img, fmt)
     elif isinstance(value, codecs.FileValue):
         data = value.read_bytes()
-        ext = os.path.splitext(value.name)[1].lower() or \
-            (mimetypes.guess_extension(value.mime or "") or "")
+        ext = os.path.splitext(value.name)[1].lower() or _extension_for(value.mime)
         if fmt != "ASIS":
             note = f" (a {kind} file: written as it came, {fmt} applies to images)"
     else:

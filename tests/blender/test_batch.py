@@ -460,6 +460,4 @@ def test_cheap_examples_run_as_they_are(runway, tmp_path, name, frames, expect):
         assert head[:4] == b"RIFF" and head[8:12] == b"WAVE"
     if name.startswith("render-pose"):
         assert "Pose" in bpy.data.objects and "Pose visibility" in bpy.data.texts
-    if written != expect:  # everything else held; the known gap, once it is fixed, passes
-        pytest.xfail(f"outputs writes {written} for {expect}: a WAV the model sent with "
-                     "no name or type gets no extension (outputs._write_result_file)")
+    assert written == expect  # a WAV keeps its extension even when sent without a name
