@@ -70,7 +70,9 @@ class Engine:
         self.runs: dict[str, Run] = {}
         self.status: dict[str, ModelStatus] = collections.defaultdict(ModelStatus)
         self.step_seconds: collections.deque = collections.deque(maxlen=2000)
-        self.listeners: list = []  # callables(event, run): operators waiting for their run
+        # callables(done_event, run), told of each run's end once its results are written
+        # (main thread): operators, job files and post-processing waiting for their runs.
+        self.listeners: list = []
 
     # ------------------------------------------------------------ submit
 
