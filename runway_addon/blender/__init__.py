@@ -24,6 +24,7 @@ def register():
     outputs.register()
     batch.register()
     postprocess.register()
+    panels.register()
     # What a crashed Blender left running is ours to stop, once, at start-up.
     sessions.start_orphan_cleanup()
 
@@ -31,6 +32,7 @@ def register():
 def unregister():
     # Runs and model sessions end first: nothing of ours keeps running.
     engine.unregister()
+    panels.unregister()
     postprocess.unregister()
     batch.unregister()
     outputs.unregister()

@@ -265,7 +265,8 @@ def _redraw() -> None:
         return
     for window in wm.windows:
         for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "IMAGE_EDITOR", "SEQUENCE_EDITOR", "NODE_EDITOR"):
+            if area.type in ("VIEW_3D", "IMAGE_EDITOR", "SEQUENCE_EDITOR", "NODE_EDITOR",
+                             "STATUSBAR"):
                 area.tag_redraw()
 
 

@@ -198,5 +198,28 @@ class RUNWAY_PT_run_outputs(_RunChild, bpy.types.Panel):
             box.prop(s, props.prop_id("out", f.name, "replace"))
 
 
+def draw_status_bar(self, context):
+    """Runs in flight, in Blender's status bar (appended to its header, not replacing it)."""
+    eng = engine.current()
+    if eng is None or not eng.busy():
+        return
+    for name, status in eng.status.items():
+        if not status.active:
+            continue
+        row = self.layout.row(align=True)
+        row.label(text=f"Runway: {status.message or name}",
+                  icon=STATE_ICONS.get(status.state, "INFO"))
+        if status.progress is not None and hasattr(row, "progress"):
+            row.progress(factor=status.progress, type="RING", text="")
+
+
 _panels = (RUNWAY_PT_run, RUNWAY_PT_run_inputs, RUNWAY_PT_run_options, RUNWAY_PT_run_outputs)
 classes = directory.for_every_space(_panels)
+
+
+def register() -> None:
+    bpy.types.STATUSBAR_HT_header.append(draw_status_bar)
+
+
+def unregister() -> None:
+    bpy.types.STATUSBAR_HT_header.remove(draw_status_bar)

@@ -367,3 +367,59 @@ def test_scripts_start_and_stop_sessions_and_read_logs(runway):
     assert bpy.ops.runway.session_stop(model="echo") == {"FINISHED"}
     engine.get().queue.pool.join(15)
     assert process_start_time(pid) is None and engine.get().session_of("echo") is None
+
+
+def test_status_bar_shows_runs_in_flight_and_panels_draw(runway):
+    """The status bar item and every Run sub-panel's draw() run without error, with
+    and without a run in flight (drawn through a stand-in layout that records labels)."""
+    bpy = runway
+    panels, engine, props = mod("blender.panels"), mod("blender.engine"), mod("blender.props")
+
+    class Layout:
+        def __init__(self):
+            self.labels = []
+
+        def __getattr__(self, name):  # row(), column(), box(), prop(), operator(), ...
+            def call(*args, **kw):
+                if name == "label":
+                    self.labels.append(kw.get("text", ""))
+                return self
+            return call
+
+    class Fake:
+        layout = Layout()
+
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), byte_image(bpy, "x", known_pixels()))
+    setattr(s, props.prop_id("in", "delay"), 5.0)
+    eng = engine.get()
+    handle = eng.submit(bpy.context, "identity")
+    assert wait_until(lambda: (eng.step(), eng.status["identity"].state == "running")[1],
+                      60, 0.05)
+    directory = mod("blender.directory")
+    d = bpy.context.window_manager.runway_directory
+    directory.sync_entries(d)
+    d.active = [m.name for m in d.models].index("identity")
+    drawn = {}
+    for cls in (panels.RUNWAY_PT_run, panels.RUNWAY_PT_run_inputs,
+                panels.RUNWAY_PT_run_outputs):
+        panel = Fake()
+        panel.layout = Layout()
+        assert cls.poll(bpy.context)
+        cls.draw(panel, bpy.context)
+        drawn[cls.__name__] = panel.layout.labels
+    assert "Session: running" in drawn["RUNWAY_PT_run"], drawn
+    assert any("running" in l for l in drawn["RUNWAY_PT_run"])
+    assert "Output" in drawn["RUNWAY_PT_run_outputs"], drawn
+    bar = Fake()
+    bar.layout = Layout()
+    panels.draw_status_bar(bar, bpy.context)
+    assert any(l.startswith("Runway: ") and "running" in l for l in bar.layout.labels), \
+        bar.layout.labels
+    handle.cancel()
+    eng.wait([handle], timeout=30)
+    idle = Fake()
+    idle.layout = Layout()
+    panels.draw_status_bar(idle, bpy.context)
+    assert idle.layout.labels == []  # nothing in flight: nothing in the status bar
