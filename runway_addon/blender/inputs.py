@@ -132,10 +132,45 @@ def strip_frame_path(scene, name: str, what: str) -> str:
     return bpy.path.abspath(os.path.join(strip.directory, elements[index].filename))
 
 
+def save_render_result(scene, folder: str, stem: str, passes: bool) -> tuple[str, str]:
+    """The Render Result as files the worker can read: ``<stem>.png`` as the artist
+    sees it (view transform applied), and with ``passes`` a multilayer
+    ``<stem>.exr`` holding every enabled pass. The scene's output settings are
+    put back as they were. Works in render_post and render_complete, GUI or -b."""
+    result = bpy.data.images.get("Render Result")
+    if result is None:
+        raise InputError("render", "there is no render result",
+                         hint="Render the scene first.")
+    settings = scene.render.image_settings
+    # Blender 5.0 moved "multilayer" from the file format to a media type.
+    has_media = hasattr(settings, "media_type")
+    saved = (settings.media_type if has_media else None, settings.file_format,
+             settings.color_depth, settings.exr_codec)
+    png, exr = os.path.join(folder, stem + ".png"), ""
+    try:
+        if has_media:
+            settings.media_type = "IMAGE"
+        settings.file_format, settings.color_depth = "PNG", "8"
+        result.save_render(png, scene=scene)
+        if passes:
+            if has_media:
+                settings.media_type = "MULTI_LAYER_IMAGE"
+            settings.file_format, settings.color_depth = "OPEN_EXR_MULTILAYER", "32"
+            settings.exr_codec = "ZIP"
+            exr = os.path.join(folder, stem + ".exr")
+            result.save_render(exr, scene=scene)
+    finally:
+        if has_media:
+            settings.media_type = saved[0]
+        settings.file_format, settings.color_depth = saved[1], saved[2]
+        if settings.file_format in ("OPEN_EXR", "OPEN_EXR_MULTILAYER"):
+            settings.exr_codec = saved[3]
+    return png, exr
+
+
 class _Render:
-    """One render of the scene camera per run, whatever number of inputs use it:
-    a PNG as the artist sees it (view transform applied), and a multilayer EXR
-    with the passes the inputs asked for."""
+    """One render of the scene camera per run, whatever number of inputs use it,
+    with the passes the inputs asked for enabled for it."""
 
     def __init__(self, scene):
         self.scene = scene
@@ -150,45 +185,19 @@ class _Render:
         if scene.camera is None:
             raise InputError(what, f"scene {scene.name!r} has no camera",
                              hint="Add a camera and make it the scene's camera.")
-        folder = tempfile.mkdtemp(prefix="runway-render-")
         layer = bpy.context.view_layer
         flags = {"DIFFUSE_COLOR": "use_pass_diffuse_color", "NORMAL": "use_pass_normal",
                  "DEPTH": "use_pass_z", "MIST": "use_pass_mist"}
         saved_flags = {f: getattr(layer, f) for p, f in flags.items() if p in self.passes}
-        settings = scene.render.image_settings
-        # Blender 5.0 moved "multilayer" from the file format to a media type.
-        has_media = hasattr(settings, "media_type")
-        saved = (settings.media_type if has_media else None, settings.file_format,
-                 settings.color_depth, settings.exr_codec)
         try:
             for f in saved_flags:
                 setattr(layer, f, True)
             bpy.ops.render.render(write_still=False)
-            result = bpy.data.images.get("Render Result")
-            if result is None:
-                raise InputError(what, "the render gave no result")
-            if has_media:
-                settings.media_type = "IMAGE"
-            settings.file_format, settings.color_depth = "PNG", "8"
-            self.png = os.path.join(folder, "camera.png")
-            result.save_render(self.png, scene=scene)
-            if self.passes:
-                if has_media:
-                    settings.media_type = "MULTI_LAYER_IMAGE"
-                settings.file_format = "OPEN_EXR_MULTILAYER"
-                settings.color_depth = "32"
-                settings.exr_codec = "ZIP"
-                self.exr = os.path.join(folder, "passes.exr")
-                result.save_render(self.exr, scene=scene)
+            self.png, self.exr = save_render_result(
+                scene, tempfile.mkdtemp(prefix="runway-render-"), "camera", bool(self.passes))
         except RuntimeError as e:  # bpy reports render errors as RuntimeError
             raise InputError(what, f"the render failed: {e}") from e
         finally:
-            if has_media:
-                settings.media_type = saved[0]
-            settings.file_format, settings.color_depth = saved[1], saved[2]
-            if saved[3] is not None and settings.file_format in ("OPEN_EXR",
-                                                                  "OPEN_EXR_MULTILAYER"):
-                settings.exr_codec = saved[3]
             for f, v in saved_flags.items():
                 setattr(layer, f, v)
 

@@ -179,37 +179,12 @@ def _targets(plan: Plan, scene, frame: int) -> dict:
 
 
 def _save_frame(scene, state: RenderState, frame: int) -> tuple[str, str]:
-    """The Render Result of ``frame`` as files the worker can read."""
-    result = bpy.data.images.get("Render Result")
-    if result is None:
-        raise RunwayError("the render has no result to post-process")
+    """The Render Result of ``frame`` as files the worker can read. A pass input needs
+    its pass enabled in the View Layer properties before the render."""
     if not state.temp:
         state.temp = tempfile.mkdtemp(prefix="runway-post-")
-    settings = scene.render.image_settings
-    has_media = hasattr(settings, "media_type")
-    saved = (settings.media_type if has_media else None, settings.file_format,
-             settings.color_depth, settings.exr_codec)
-    png = os.path.join(state.temp, f"frame_{frame:06d}.png")
-    exr = ""
-    try:
-        if has_media:
-            settings.media_type = "IMAGE"
-        settings.file_format, settings.color_depth = "PNG", "8"
-        result.save_render(png, scene=scene)
-        if state.plan.passes:
-            if has_media:
-                settings.media_type = "MULTI_LAYER_IMAGE"
-            settings.file_format, settings.color_depth = "OPEN_EXR_MULTILAYER", "32"
-            settings.exr_codec = "ZIP"
-            exr = os.path.join(state.temp, f"frame_{frame:06d}.exr")
-            result.save_render(exr, scene=scene)
-    finally:
-        if has_media:
-            settings.media_type = saved[0]
-        settings.file_format, settings.color_depth = saved[1], saved[2]
-        if settings.file_format in ("OPEN_EXR", "OPEN_EXR_MULTILAYER"):
-            settings.exr_codec = saved[3]
-    return png, exr
+    return inputs.save_render_result(scene, state.temp, f"frame_{frame:06d}",
+                                     bool(state.plan.passes))
 
 
 # ------------------------------------------------------------------ handlers

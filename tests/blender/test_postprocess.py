@@ -200,3 +200,22 @@ def test_gui_render_thread_path_results_land_through_the_timer(runway, tmp_path)
     assert sorted(state.done) == [3], state.failed
     assert (tmp_path / "render" / "frame_0003_runway.png").is_file()
     assert bpy.data.images["Runway post: identity"].size[:] == (24, 16)
+
+
+def test_a_render_pass_of_each_frame_feeds_the_model(runway, tmp_path):
+    """An input set to 'Render pass' gets that pass of the frame just rendered (the
+    pass enabled in the View Layer): a plane facing the camera has normal +Z."""
+    bpy = runway
+    props = mod("blender.props")
+    scene = animated_scene(bpy, tmp_path, frames=(1, 1))
+    bpy.ops.mesh.primitive_plane_add(size=40, location=(0, 0, 0))
+    bpy.context.view_layer.use_pass_normal = True
+    s = set_up_post(bpy, scene)
+    setattr(s, props.prop_id("in", "image", "src"), "PASS")
+    setattr(s, props.prop_id("in", "image", "pass"), "NORMAL")
+    setattr(s, props.prop_id("in", "gain"), 1.0)
+    bpy.ops.render.render(animation=True)
+    state = mod("blender.postprocess").last_report()
+    assert sorted(state.done) == [1], state.failed
+    p = read(tmp_path / "render" / "frame_0001_runway.png")
+    assert np.abs(p[8, 12, :3].astype(int) - (128, 128, 255)).max() <= 3, p[8, 12]
