@@ -6,6 +6,8 @@
   built extension in the oldest supported Blender.
 - ``.venv-bpy52``: Python 3.13 + bpy 5.2, the newest Blender on the index.
 - ``.venv-cog``: Python 3.11 + the Cog server, for the test predictors.
+- ``.venv-farm``: Python 3.11 + ``openjd-cli``, to check and run the Open Job
+  Description template in ``farm/openjd`` (tests/farm).
 
 Locks live in ``buildtools/locks/``; ``python3 build.py lock`` regenerates them
 (pip download + sha256 of every file), installs use ``--require-hashes``.
@@ -56,7 +58,9 @@ BPY52 = Env(".venv-bpy52", "3.13", ("bpy==5.2.3",))
 # Runs the test predictors in tests/cog_models (real Cog servers) and writes
 # their schemas: the Cog server plus what those predictors import.
 COG = Env(".venv-cog", "3.11", ("cog==0.23.1", "numpy==2.4.6", "pillow==13.0.0"))
-ALL = (DEV, BPY42, BPY52, COG)
+# Checks and runs the Open Job Description template (farm/openjd) like a worker would.
+FARM = Env(".venv-farm", "3.11", ("openjd-cli==0.8.0",))
+ALL = (DEV, BPY42, BPY52, COG, FARM)
 
 
 def find_python(version: str) -> str:

@@ -106,9 +106,12 @@ class RenderState:
     finished_render: bool = False  # render_complete came
     scene_name: str = ""
     summary: str = ""
+    last_frame: Optional[int] = None  # render_complete's frame_current is the saved one
 
 
-_state = {"render": None}
+# "render": the latest render's state. Background runs of ``-f a..b`` go through a
+# whole render cycle per frame: failures and a stop are kept across cycles here.
+_state = {"render": None, "failed": {}, "stopped": False}
 _lock = threading.Lock()
 
 # In a real Blender binary run with -b, a failed frame makes the exit status non-zero.
@@ -183,6 +186,12 @@ def _save_frame(scene, state: RenderState, frame: int) -> tuple[str, str]:
     its pass enabled in the View Layer properties before the render."""
     if not state.temp:
         state.temp = tempfile.mkdtemp(prefix="runway-post-")
+    if bpy.data.images.get("Render Result") is None:
+        # Some .blend files have no Render Result image in `-b -f` renders; the frame
+        # Blender wrote is there by render_post in animations and farm chunks.
+        written = bpy.path.abspath(scene.render.frame_path(frame=frame))
+        if os.path.isfile(written) and not state.plan.passes:
+            return written, ""
     return inputs.save_render_result(scene, state.temp, f"frame_{frame:06d}",
                                      bool(state.plan.passes))
 
@@ -201,6 +210,8 @@ def on_render_init(scene, *_args):
     except RunwayError as e:
         state.error = f"{e.message} {e.hint}".strip()
         _log(f"not post-processing: {state.error}")
+    if bpy.app.background and _state["stopped"]:
+        state.stopped = True  # an earlier frame of this command line failed: stop
     _state["render"] = state
     if state.plan is not None:
         eng = engine.get()
@@ -215,6 +226,7 @@ def on_render_post(scene, *_args):
     if state is None or state.plan is None or state.stopped:
         return
     frame = scene.frame_current
+    state.last_frame = frame
     eng = engine.get()
     try:
         png, exr = _save_frame(scene, state, frame)
@@ -241,8 +253,12 @@ def on_render_post(scene, *_args):
 def _failed(state: RenderState, frame: int, message: str) -> None:
     state.failed[frame] = message
     _log(f"frame {frame} failed: {message}")
+    if bpy.app.background:
+        _state["failed"][frame] = message
     if state.plan is not None and state.plan.stop_on_failure and not state.stopped:
         state.stopped = True
+        if bpy.app.background:
+            _state["stopped"] = True
         _log("stopping post-processing (the setting says: stop at the first failure); "
              "frames before it still finish")
         for h in state.handles:
@@ -313,7 +329,7 @@ def on_render_complete(scene, *_args):
     eng = engine.get()
     eng.wait(state.handles)
     _finish_if_idle(state)
-    if state.failed and _EXITS and _is_last_frame(scene.frame_current):
+    if _state["failed"] and _EXITS and _is_last_frame(state.last_frame or scene.frame_current):
         _log("exiting with status 1: a frame failed")
         engine.shutdown()
         sys.stdout.flush()
@@ -387,7 +403,13 @@ class RUNWAY_PT_post(directory._SidebarPanel, bpy.types.Panel):
             layout.label(text=state.error[:120], icon="ERROR")
 
 
-HANDLERS = (("render_init", on_render_init), ("render_post", on_render_post),
+@bpy.app.handlers.persistent
+def on_load_pre(*_args):
+    """A new file: what earlier renders failed or stopped is no longer this file's."""
+    _state.update(render=None, failed={}, stopped=False)
+
+
+HANDLERS = (("load_pre", on_load_pre), ("render_init", on_render_init), ("render_post", on_render_post),
             ("render_complete", on_render_complete), ("render_cancel", on_render_cancel))
 classes = (RUNWAY_PG_post, *directory.for_every_space((RUNWAY_PT_post,)))
 
@@ -404,4 +426,4 @@ def unregister() -> None:
         if fn in handlers:
             handlers.remove(fn)
     del bpy.types.Scene.runway_post
-    _state["render"] = None
+    _state.update(render=None, failed={}, stopped=False)
