@@ -150,7 +150,7 @@ def schema_text(folder: Path) -> str:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     env.pop("PYTHONPATH", None)
     # Models log to stderr when imported; only stdout is the schema.
-    return subprocess.run([_schema_python(folder), str(ROOT / "buildtools" / "cog_schema.py"),
+    return subprocess.run([_schema_python(folder), str(ROOT / "runway_addon" / "core" / "cog_inspect.py"),
                            str(folder)], cwd=folder, env=env, check=True,
                           stdout=subprocess.PIPE, text=True).stdout
 

@@ -7,6 +7,7 @@ it into Blender properties and draws it. Loading reads a few small JSON files,
 so it happens on the main thread, once, and again on Refresh.
 """
 import textwrap
+from urllib.parse import urlparse
 
 import bpy
 import bpy.utils.previews
@@ -14,26 +15,74 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, IntProper
                        PointerProperty, StringProperty)
 
 from ..core import catalog as core_catalog
+from ..core import workspaces as core_workspaces
+from ..core.errors import RunwayError
 
 SPACES = (("VIEW_3D", "UI"), ("IMAGE_EDITOR", "UI"), ("SEQUENCE_EDITOR", "UI"),
           ("NODE_EDITOR", "UI"))
-TASK_ICONS = {"identify": "VIEWZOOM", "transform": "MOD_UVPROJECT", "generate": "OUTLINER_OB_LIGHT"}
+# "identify" has its own icon (an eye): the magnifying glass is the search field's.
+TASK_ICONS = {"identify": "HIDE_OFF", "transform": "MOD_UVPROJECT", "generate": "OUTLINER_OB_LIGHT"}
+TASK_WORDS = {"identify": "Identify: finds things in an image (masks, boxes, points)",
+              "transform": "Transform: changes an image (style, size, noise)",
+              "generate": "Generate: makes something new (speech, images)"}
 ANY = "ANY"
+FILTER_LABELS = {"task": "Task", "input_type": "Input", "output_type": "Output",
+                 "device": "Runs on", "publisher": "Publisher", "keyword": "Keyword"}
 
-_state = {"catalog": None, "previews": None}
+_state = {"catalog": None, "previews": None, "workspaces": None}
+# The list's matches by filter state: Blender redraws the sidebar often and
+# filter_items runs on every redraw; the catalog is searched once per state.
+_match_cache = {"key": None, "names": []}
+
+
+def catalog_folders() -> list:
+    """The built-in shelf, your own models, then the preferences' catalog folders."""
+    from . import preferences
+    folder = core_catalog.builtin_models_dir()
+    out = [folder] if folder else []
+    try:
+        out += preferences.catalog_folders()
+    except (AttributeError, RuntimeError, ValueError, OSError):
+        pass  # preferences not readable yet (registration): the shelf alone
+    return out
 
 
 def get_catalog() -> core_catalog.Catalog:
     if _state["catalog"] is None:
-        folder = core_catalog.builtin_models_dir()
-        _state["catalog"] = core_catalog.Catalog.load([folder] if folder else [])
+        _state["catalog"] = core_catalog.Catalog.load(catalog_folders())
+        _match_cache["key"] = None
     return _state["catalog"]
+
+
+def workspace_store() -> core_workspaces.WorkspaceStore:
+    """The workspaces, in the extension's user folder (beside your own models)."""
+    from . import preferences
+    folder = preferences.user_folder()
+    store = _state["workspaces"]
+    if store is None or str(store.path.parent) != folder:
+        store = _state["workspaces"] = core_workspaces.WorkspaceStore(folder)
+    return store
+
+
+def active_workspace(context=None):
+    """The workspace this .blend shows (Scene.runway_workspace), or None."""
+    context = context or bpy.context
+    scene = getattr(context, "scene", None)
+    wid = getattr(scene, "runway_workspace", "") if scene is not None else ""
+    return workspace_store().get(wid) if wid else None
 
 
 def _previews():
     if _state["previews"] is None:
         _state["previews"] = bpy.utils.previews.new()
     return _state["previews"]
+
+
+def short_url(url: str, limit: int = 34) -> str:
+    """Where a link goes, short enough for a button: host and path."""
+    u = urlparse(url)
+    text = (u.netloc + u.path).removeprefix("www.").rstrip("/") or url
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def gallery_icons(card) -> list:
@@ -96,6 +145,11 @@ def _directory_group():
 RUNWAY_PG_directory = _directory_group()
 
 
+def any_filter_set(d) -> bool:
+    return bool(d.search.strip()) or d.commercial_only or any(
+        getattr(d, p) != ANY for p in FILTER_LABELS)
+
+
 def filters(d) -> dict:
     """The directory's filters as core.catalog.Catalog.search keywords."""
     return {
@@ -110,8 +164,22 @@ def filters(d) -> dict:
     }
 
 
-def matching_names(d) -> list:
-    return [c.name for c in get_catalog().search(d.search, **filters(d))]
+def matching_names(d, extra_words: str = "", workspace="current") -> list:
+    """The names the list shows, in its order (cached by filter state). In a
+    workspace, only its models, in the workspace's order unless words rank them."""
+    cat = get_catalog()
+    ws = active_workspace() if workspace == "current" else workspace
+    words = f"{d.search} {extra_words}".strip()
+    f = filters(d)
+    key = (id(cat), len(cat.cards), words, tuple(f.items()),
+           (ws.id, tuple(ws.models)) if ws else None)
+    if _match_cache["key"] != key:
+        found = [c.name for c in cat.search(words, names=ws.models if ws else None, **f)]
+        if ws and not words:
+            pos = {n: i for i, n in enumerate(ws.models)}
+            found.sort(key=pos.__getitem__)
+        _match_cache.update(key=key, names=found)
+    return list(_match_cache["names"])
 
 
 def sync_entries(d) -> None:
@@ -119,34 +187,92 @@ def sync_entries(d) -> None:
     d.models.clear()
     for card in get_catalog().cards:
         row = d.models.add()
-        row.name, row.title, row.task = card.name, card.title, card.task
+        row.name, row.title, row.task = card.name, card.list_title, card.task
 
 
-def selected_card(d):
+def selected_card(d, *, follow_list: bool = True):
+    """The card the list has selected; None when the search, a filter or the
+    workspace hides it (the card below follows the list)."""
     if not 0 <= d.active < len(d.models):
         return None
     name = d.models[d.active].name
+    if follow_list and name not in set(matching_names(d, _state.get("list_words", ""))):
+        return None
     return next((c for c in get_catalog().cards if c.name == name), None)
+
+
+def select_model(d, name: str) -> bool:
+    for i, row in enumerate(d.models):
+        if row.name == name:
+            d.active = i
+            return True
+    return False
+
+
+class RUNWAY_OT_directory_select(bpy.types.Operator):
+    """A list row: the short title, the whole title as its tooltip; a click selects."""
+
+    bl_idname = "runway.directory_select"
+    bl_label = "Select Model"
+    bl_options = {"INTERNAL"}
+
+    index: IntProperty(options={"SKIP_SAVE"})
+
+    @classmethod
+    def description(cls, context, properties):
+        d = context.window_manager.runway_directory
+        if 0 <= properties.index < len(d.models):
+            row = d.models[properties.index]
+            card = next((c for c in get_catalog().cards if c.name == row.name), None)
+            if card is not None:
+                return f"{card.title}\n{TASK_WORDS.get(card.task, card.task)}"
+        return "Show this model's card"
+
+    def execute(self, context):
+        context.window_manager.runway_directory.active = self.index
+        return {"FINISHED"}
 
 
 class RUNWAY_UL_models(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname,
                   index):
-        layout.label(text=item.title, icon=TASK_ICONS.get(item.task, "QUESTION"))
+        op = layout.operator(RUNWAY_OT_directory_select.bl_idname, text=item.title,
+                             icon=TASK_ICONS.get(item.task, "QUESTION"), emboss=False,
+                             depress=index == data.active)
+        op.index = index
 
     def filter_items(self, context, data, propname):
         rows = getattr(data, propname)
-        order = matching_names(data)  # best matches first
+        # The list's own filter field (under the list) adds words to the search.
+        extra = (self.filter_name or "").replace("*", " ")
+        _state["list_words"] = extra  # what selected_card must also honour
+        order = matching_names(data, extra)  # best matches (or workspace order) first
         rank = {name: i for i, name in enumerate(order)}
         flags = [self.bitflag_filter_item if r.name in rank else 0 for r in rows]
-        neworder = []
-        if data.search.strip():
-            # Sort by relevance: position of each row in the new order.
-            ranked = sorted(range(len(rows)), key=lambda i: rank.get(rows[i].name, len(rank)))
-            neworder = [0] * len(rows)
-            for new, old in enumerate(ranked):
-                neworder[old] = new
+        # Sort by relevance or workspace order: position of each row in the new order.
+        ranked = sorted(range(len(rows)), key=lambda i: (rank.get(rows[i].name, len(rank)), i))
+        neworder = [0] * len(rows)
+        for new, old in enumerate(ranked):
+            neworder[old] = new
         return flags, neworder
+
+
+class RUNWAY_OT_directory_reset_filters(bpy.types.Operator):
+    bl_idname = "runway.directory_reset_filters"
+    bl_label = "Reset Filters"
+    bl_description = "Clear the search words and every filter (the workspace stays)"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context):
+        reset_filters(context.window_manager.runway_directory)
+        return {"FINISHED"}
+
+
+def reset_filters(d) -> None:
+    d.search = ""
+    for prop in FILTER_LABELS:
+        setattr(d, prop, ANY)
+    d.commercial_only = False
 
 
 class RUNWAY_OT_directory_refresh(bpy.types.Operator):
@@ -156,12 +282,7 @@ class RUNWAY_OT_directory_refresh(bpy.types.Operator):
     bl_options = {"INTERNAL"}
 
     def execute(self, context):
-        _state["catalog"] = None
-        d = context.window_manager.runway_directory
-        sync_entries(d)
-        cat = get_catalog()
-        from . import props  # the Run panel's widgets follow the cards
-        props.build(cat)
+        cat = reload_catalog(context)  # the Run panel's widgets follow the cards
         for err in cat.errors:
             self.report({"WARNING"}, str(err))
         self.report({"INFO"}, f"{len(cat.cards)} models"
@@ -170,13 +291,384 @@ class RUNWAY_OT_directory_refresh(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _wrapped(layout, text, context=None):
-    """Labels wrapped to the sidebar's width (Blender labels do not wrap)."""
+def reload_catalog(context=None) -> core_catalog.Catalog:
+    """Read the cards again; the list and the Run panel's widgets follow."""
+    context = context or bpy.context
+    _state["catalog"] = None
+    _match_cache["key"] = None
+    d = context.window_manager.runway_directory
+    selected = d.models[d.active].name if 0 <= d.active < len(d.models) else ""
+    sync_entries(d)
+    if selected:
+        select_model(d, selected)
+    cat = get_catalog()
+    from . import props
+    props.build(cat)
+    return cat
+
+
+# ----------------------------------------------------------------------------- workspaces
+
+def _report_error(op, e) -> set:
+    hint = getattr(e, "hint", "")
+    op.report({"ERROR"}, f"{e}" + (f" {hint}" if hint and hint not in str(e) else ""))
+    return {"CANCELLED"}
+
+
+class RUNWAY_MT_workspaces(bpy.types.Menu):
+    bl_idname = "RUNWAY_MT_workspaces"
+    bl_label = "Workspaces"
+    bl_description = "Show all models, or the models of one workspace (remembered per .blend)"
+
+    def draw(self, context):
+        layout = self.layout
+        current = getattr(context.scene, "runway_workspace", "")
+        layout.operator(RUNWAY_OT_workspace_set.bl_idname, text="All models",
+                        icon="CHECKBOX_HLT" if not current else "BLANK1").workspace = ""
+        for ws in workspace_store().load():
+            layout.operator(RUNWAY_OT_workspace_set.bl_idname,
+                            text=f"{ws.name}  ({len(ws.models)})",
+                            icon="CHECKBOX_HLT" if ws.id == current else "BLANK1"
+                            ).workspace = ws.id
+        layout.separator()
+        layout.operator(RUNWAY_OT_workspace_new.bl_idname, icon="ADD")
+        if current:
+            layout.operator(RUNWAY_OT_workspace_rename.bl_idname, icon="GREASEPENCIL")
+            layout.operator(RUNWAY_OT_workspace_delete.bl_idname, icon="TRASH")
+
+
+class RUNWAY_OT_workspace_set(bpy.types.Operator):
+    bl_idname = "runway.workspace_set"
+    bl_label = "Show Workspace"
+    bl_description = "Show only this workspace's models (this .blend remembers it)"
+    bl_options = {"INTERNAL"}
+
+    workspace: StringProperty(name="Workspace id", description="Empty: all models")
+
+    def execute(self, context):
+        if self.workspace and workspace_store().get(self.workspace) is None:
+            self.report({"ERROR"}, "That workspace no longer exists")
+            return {"CANCELLED"}
+        context.scene.runway_workspace = self.workspace
+        _match_cache["key"] = None
+        return {"FINISHED"}
+
+
+class RUNWAY_OT_workspace_new(bpy.types.Operator):
+    bl_idname = "runway.workspace_new"
+    bl_label = "New Workspace"
+    bl_description = "A new workspace (with the selected model, if one is shown)"
+    bl_options = {"INTERNAL"}
+
+    name: StringProperty(name="Name", default="My Workspace", options={"SKIP_SAVE"})
+    add_selected: bpy.props.BoolProperty(name="Add the selected model", default=True)
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        d = context.window_manager.runway_directory
+        card = selected_card(d)
+        models = [card.name] if (card is not None and self.add_selected) else []
+        try:
+            ws = workspace_store().create(self.name, models)
+        except (RunwayError, OSError) as e:
+            return _report_error(self, e)
+        context.scene.runway_workspace = ws.id
+        self.report({"INFO"}, f"Workspace {ws.name} created")
+        return {"FINISHED"}
+
+
+class _OnActiveWorkspace:
+    @classmethod
+    def poll(cls, context):
+        return bool(getattr(context.scene, "runway_workspace", ""))
+
+
+class RUNWAY_OT_workspace_rename(_OnActiveWorkspace, bpy.types.Operator):
+    bl_idname = "runway.workspace_rename"
+    bl_label = "Rename Workspace"
+    bl_description = "Rename the workspace shown"
+    bl_options = {"INTERNAL"}
+
+    name: StringProperty(name="Name", options={"SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        ws = active_workspace(context)
+        self.name = ws.name if ws else ""
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        try:
+            workspace_store().rename(context.scene.runway_workspace, self.name)
+        except (RunwayError, OSError) as e:
+            return _report_error(self, e)
+        return {"FINISHED"}
+
+
+class RUNWAY_OT_workspace_delete(_OnActiveWorkspace, bpy.types.Operator):
+    bl_idname = "runway.workspace_delete"
+    bl_label = "Delete Workspace"
+    bl_description = "Delete the workspace shown (its models stay in the directory)"
+    bl_options = {"INTERNAL"}
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_confirm(self, event)
+
+    def execute(self, context):
+        try:
+            workspace_store().delete(context.scene.runway_workspace)
+        except (RunwayError, OSError) as e:
+            return _report_error(self, e)
+        context.scene.runway_workspace = ""
+        return {"FINISHED"}
+
+
+class _WorkspaceModelOp(_OnActiveWorkspace):
+    bl_options = {"INTERNAL"}
+
+    model: StringProperty(name="Model", description="Empty: the selected model",
+                          options={"SKIP_SAVE"})
+
+    def model_name(self, context):
+        if self.model:
+            return self.model
+        card = selected_card(context.window_manager.runway_directory, follow_list=False)
+        return card.name if card is not None else ""
+
+    def execute(self, context):
+        name = self.model_name(context)
+        if not name:
+            self.report({"ERROR"}, "No model selected")
+            return {"CANCELLED"}
+        try:
+            self.change(workspace_store(), context.scene.runway_workspace, name)
+        except (RunwayError, OSError) as e:
+            return _report_error(self, e)
+        return {"FINISHED"}
+
+
+class RUNWAY_OT_workspace_add_model(_WorkspaceModelOp, bpy.types.Operator):
+    bl_idname = "runway.workspace_add_model"
+    bl_label = "Add to Workspace"
+    bl_description = "Add the selected model to the workspace shown"
+
+    def change(self, store, wid, name):
+        store.add_model(wid, name)
+
+
+class RUNWAY_OT_workspace_remove_model(_WorkspaceModelOp, bpy.types.Operator):
+    bl_idname = "runway.workspace_remove_model"
+    bl_label = "Remove from Workspace"
+    bl_description = "Take the selected model out of the workspace shown (it stays in the "\
+                     "directory)"
+
+    def change(self, store, wid, name):
+        store.remove_model(wid, name)
+
+
+class RUNWAY_OT_workspace_move_model(_WorkspaceModelOp, bpy.types.Operator):
+    bl_idname = "runway.workspace_move_model"
+    bl_label = "Move in Workspace"
+    bl_description = "Move the selected model up or down in the workspace's order"
+
+    offset: IntProperty(name="Offset", default=-1)
+
+    def change(self, store, wid, name):
+        store.move_model(wid, name, self.offset)
+
+
+# ----------------------------------------------------------------------------- your own models
+
+ADD_KINDS = (("FOLDER", "Model folder", "A Cog predictor folder (cog.yaml and predict.py)"),
+             ("URL", "Model server URL", "A running Cog or Runway Model SDK server"),
+             ("REPLICATE", "Replicate model", "owner/name[:version] on Replicate (needs a "
+                                               "Replicate endpoint's token)"))
+EDIT_TASKS = (("SOURCE", "From the source", "Guess from the model's inputs and outputs"),
+              *((t, t.capitalize(), TASK_WORDS[t]) for t in core_catalog.TASKS))
+
+
+def _replicate_token():
+    from . import preferences
+    prefs = preferences.get_preferences()
+    for ep in (prefs.endpoints if prefs else ()):
+        if ep.kind == "REPLICATE":
+            token = preferences.endpoint_token(ep)
+            if token:
+                return token
+    import os
+    return os.environ.get("REPLICATE_API_TOKEN")
+
+
+class RUNWAY_OT_model_add(bpy.types.Operator):
+    bl_idname = "runway.model_add"
+    bl_label = "Add Your Model"
+    bl_description = ("Add a model that is not in the directory: a model folder, a running "
+                      "model server or a Replicate model; its card is filled in from the "
+                      "source and you can edit it")
+    bl_options = {"INTERNAL"}
+
+    kind: EnumProperty(name="From", items=ADD_KINDS, default="FOLDER")
+    folder: StringProperty(name="Folder", subtype="DIR_PATH", options={"SKIP_SAVE"})
+    url: StringProperty(name="URL", options={"SKIP_SAVE"},
+                        description="For example http://127.0.0.1:5000")
+    replicate: StringProperty(name="Model", options={"SKIP_SAVE"},
+                              description="owner/name or owner/name:version")
+    title: StringProperty(name="Title", description="Empty: from the source",
+                          options={"SKIP_SAVE"})
+    short_title: StringProperty(name="Short title", description="For the list (24 "
+                                "characters show at the default width)", options={"SKIP_SAVE"})
+    task: EnumProperty(name="Task", items=EDIT_TASKS, default="SOURCE")
+    overview: StringProperty(name="Overview", description="Empty: from the source",
+                             options={"SKIP_SAVE"})
+    keywords: StringProperty(name="Keywords", description="Comma-separated",
+                             options={"SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self, width=420)
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.use_property_split = True
+        col.prop(self, "kind")
+        col.prop(self, {"FOLDER": "folder", "URL": "url", "REPLICATE": "replicate"}[self.kind])
+        col.separator()
+        col.label(text="The card (empty fields come from the source):")
+        for prop in ("title", "short_title", "task", "overview", "keywords"):
+            col.prop(self, prop)
+
+    def execute(self, context):
+        from . import preferences
+        from ..core import user_models
+        try:
+            if self.kind == "FOLDER":
+                if not self.folder.strip():
+                    raise user_models.UserModelError("Choose the model's folder.")
+                from .sessions import runtime_dirs
+                card, spec = user_models.card_from_folder(
+                    bpy.path.abspath(self.folder), env_root=runtime_dirs()["env_root"])
+            elif self.kind == "URL":
+                card, spec = user_models.card_from_url(self.url)
+            else:
+                card, spec = user_models.card_from_replicate(self.replicate,
+                                                             token=_replicate_token())
+            edits = card_edits(self)
+            card.update(edits)
+            path = user_models.save_user_card(
+                preferences.user_models_folder(), card, spec,
+                taken={c.name for c in get_catalog().cards})
+        except (RunwayError, OSError, ValueError) as e:
+            return _report_error(self, e)
+        cat = reload_catalog(context)
+        name = path.parent.name
+        d = context.window_manager.runway_directory
+        reset_filters(d)
+        ws = active_workspace(context)
+        if ws is not None:
+            workspace_store().add_model(ws.id, name)
+        select_model(d, name)
+        broken = [e for e in cat.errors if e.path == str(path)]
+        if broken:
+            return _report_error(self, broken[0])
+        self.report({"INFO"}, f"Added {cat.get(name).title}" + (f" to {ws.name}" if ws else ""))
+        return {"FINISHED"}
+
+
+def card_edits(op) -> dict:
+    """The card fields an operator's properties set (empty ones leave the source's)."""
+    edits = {}
+    if op.title.strip():
+        edits["title"] = op.title.strip()
+    if op.short_title.strip():
+        edits["short_title"] = op.short_title.strip()[:40]
+    if op.task != "SOURCE":
+        edits["task"] = op.task
+    if op.overview.strip():
+        edits["overview"] = op.overview.strip()
+    if op.keywords.strip():
+        edits["keywords"] = [k.strip() for k in op.keywords.split(",") if k.strip()]
+    return edits
+
+
+class _OnUserModel:
+    model: StringProperty(name="Model", description="Empty: the selected model",
+                          options={"SKIP_SAVE"})
+
+    def user_card(self, context):
+        d = context.window_manager.runway_directory
+        card = (next((c for c in get_catalog().cards if c.name == self.model), None)
+                if self.model else selected_card(d))
+        return card if card is not None and card.is_user_model else None
+
+
+class RUNWAY_OT_model_edit(_OnUserModel, bpy.types.Operator):
+    bl_idname = "runway.model_edit"
+    bl_label = "Edit Model Card"
+    bl_description = "Edit the card of a model you added"
+    bl_options = {"INTERNAL"}
+
+    title: StringProperty(name="Title", options={"SKIP_SAVE"})
+    short_title: StringProperty(name="Short title", options={"SKIP_SAVE"})
+    task: EnumProperty(name="Task", items=EDIT_TASKS, default="SOURCE")
+    overview: StringProperty(name="Overview", options={"SKIP_SAVE"})
+    keywords: StringProperty(name="Keywords", description="Comma-separated",
+                             options={"SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        card = self.user_card(context)
+        if card is None:
+            self.report({"ERROR"}, "Only the cards of models you added can be edited")
+            return {"CANCELLED"}
+        self.model = card.name
+        self.title, self.short_title = card.title, card.short_title or ""
+        self.task, self.overview = card.task, card.overview
+        self.keywords = ", ".join(card.keywords)
+        return context.window_manager.invoke_props_dialog(self, width=420)
+
+    def execute(self, context):
+        from ..core import user_models
+        card = self.user_card(context)
+        if card is None:
+            self.report({"ERROR"}, "Only the cards of models you added can be edited")
+            return {"CANCELLED"}
+        try:
+            user_models.edit_user_card(f"{card.card_dir}/card.json", **card_edits(self))
+        except (RunwayError, OSError, ValueError) as e:
+            return _report_error(self, e)
+        reload_catalog(context)
+        return {"FINISHED"}
+
+
+class RUNWAY_OT_model_remove(_OnUserModel, bpy.types.Operator):
+    bl_idname = "runway.model_remove"
+    bl_label = "Remove Your Model"
+    bl_description = "Forget a model you added (its card; never the model's own folder)"
+    bl_options = {"INTERNAL"}
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_confirm(self, event)
+
+    def execute(self, context):
+        from ..core import user_models
+        card = self.user_card(context)
+        if card is None:
+            self.report({"ERROR"}, "Only models you added can be removed")
+            return {"CANCELLED"}
+        user_models.remove_user_card(str(__import__("pathlib").Path(card.card_dir).parent),
+                                     card.name)
+        reload_catalog(context)
+        return {"FINISHED"}
+
+
+def _wrapped(layout, text, context=None, columns: int = 1):
+    """Labels wrapped to the sidebar's width (Blender labels do not wrap); with
+    ``columns``, to the width of one of that many columns of a grid."""
     context = context or bpy.context
     region = getattr(context, "region", None)
-    scale = context.preferences.system.ui_scale if context.preferences else 1.0
+    scale = (context.preferences.system.ui_scale if context.preferences else 1.0) or 1.0
     # About 6.5 px per character of Blender's UI font at scale 1, minus the margins.
-    width = max(20, int(((region.width if region else 300) - 30) / (6.5 * scale)))
+    width = max(8 if columns > 1 else 20, int(
+        ((region.width if region else 300) - 30) / max(1, columns) / (6.5 * scale)))
     col = layout.column(align=True)
     for paragraph in text.splitlines() or [""]:
         for line in textwrap.wrap(paragraph, width) or [""]:
@@ -200,18 +692,71 @@ class RUNWAY_PT_directory(_SidebarPanel, bpy.types.Panel):
             layout.operator(RUNWAY_OT_directory_refresh.bl_idname, text="Load Models",
                             icon="FILE_REFRESH")
             return
+        store = workspace_store()
+        ws = active_workspace(context)
+        row = layout.row(align=True)
+        row.menu(RUNWAY_MT_workspaces.bl_idname, text=ws.name if ws else "All models",
+                 icon="ASSET_MANAGER" if ws else "COLLECTION_NEW")
+        if ws:
+            row.operator(RUNWAY_OT_workspace_rename.bl_idname, text="", icon="GREASEPENCIL")
+        if store.problem:
+            box = layout.box()
+            _wrapped(box, store.problem, context)
         row = layout.row(align=True)
         row.prop(d, "search", text="", icon="VIEWZOOM")
         row.prop(d, "show_filters", text="", icon="FILTER")
         row.operator(RUNWAY_OT_directory_refresh.bl_idname, text="", icon="FILE_REFRESH")
         if d.show_filters:
             col = layout.column(align=True)
-            for prop in ("task", "input_type", "output_type", "device", "publisher", "keyword"):
-                col.prop(d, prop, text="")
+            col.use_property_split = True
+            col.use_property_decorate = False
+            for prop, label in FILTER_LABELS.items():
+                col.prop(d, prop, text=label)  # each dropdown says which filter it is
             col.prop(d, "commercial_only")
-        layout.template_list("RUNWAY_UL_models", "", d, "models", d, "active", rows=4)
+            legend = layout.column(align=True)
+            legend.scale_y = 0.8
+            for task, words in TASK_WORDS.items():
+                legend.label(text=words, icon=TASK_ICONS[task])
+        shown = matching_names(d, _state.get("list_words", ""))
+        row = layout.row()
+        row.template_list("RUNWAY_UL_models", "", d, "models", d, "active", rows=4)
+        if ws:
+            ops = row.column(align=True)
+            card = selected_card(d, follow_list=False)
+            if card is not None and card.name not in ws.models:
+                ops.operator(RUNWAY_OT_workspace_add_model.bl_idname, text="", icon="ADD")
+            elif card is not None:
+                ops.operator(RUNWAY_OT_workspace_remove_model.bl_idname, text="", icon="REMOVE")
+                ops.separator()
+                ops.operator(RUNWAY_OT_workspace_move_model.bl_idname, text="",
+                             icon="TRIA_UP").offset = -1
+                ops.operator(RUNWAY_OT_workspace_move_model.bl_idname, text="",
+                             icon="TRIA_DOWN").offset = 1
+        if not shown:
+            box = layout.box()
+            if ws and not ws.models:
+                box.label(text=f"{ws.name} has no models yet", icon="INFO")
+                box.label(text="Choose All models, select one and add it with +")
+            else:
+                box.label(text="No models match" + (f" in {ws.name}" if ws else ""),
+                          icon="INFO")
+                if any_filter_set(d):
+                    box.operator(RUNWAY_OT_directory_reset_filters.bl_idname, icon="X")
+                if ws:
+                    box.operator(RUNWAY_OT_workspace_set.bl_idname,
+                                 text="Show All Models").workspace = ""
+        elif ws:
+            card = selected_card(d, follow_list=False)
+            if card is not None and card.name not in ws.models:
+                layout.label(text=f"Add {card.list_title} to {ws.name} with +", icon="INFO")
+        row = layout.row(align=True)
+        row.operator(RUNWAY_OT_model_add.bl_idname, text="Add Your Model", icon="ADD")
+        card = selected_card(d)
+        if card is not None and card.is_user_model:
+            row.operator(RUNWAY_OT_model_edit.bl_idname, text="", icon="GREASEPENCIL")
+            row.operator(RUNWAY_OT_model_remove.bl_idname, text="", icon="TRASH")
         for err in cat.errors:
-            layout.label(text=str(err)[:90], icon="ERROR")
+            _wrapped(layout.box(), str(err), context)
 
 
 class _CardPanel(_SidebarPanel):
@@ -233,19 +778,24 @@ class RUNWAY_PT_card(_CardPanel, bpy.types.Panel):
     def draw(self, context):
         c = self.card(context)
         layout = self.layout
-        layout.label(text=c.title, icon=TASK_ICONS.get(c.task, "QUESTION"))
-        _wrapped(layout, c.overview)
+        _wrapped(layout, c.title, context)
+        layout.label(text=TASK_WORDS.get(c.task, c.task), icon=TASK_ICONS.get(c.task, "QUESTION"))
+        if c.is_user_model:
+            layout.label(text=f"Added by you from {c.source.kind}: {c.source.value}"[:120],
+                         icon="USER")
+        _wrapped(layout, c.overview, context)
         if not c.licence.commercial_use.allowed:
             box = layout.box()
             box.label(text="Not cleared for commercial use", icon="ERROR")
             _wrapped(box, c.licence.commercial_use.note)
         icons = gallery_icons(c)
         if icons:
-            grid = layout.grid_flow(columns=min(3, len(icons)), even_columns=True)
+            columns = min(3, len(icons))
+            grid = layout.grid_flow(columns=columns, even_columns=True)
             for icon_id, caption in icons:
                 cell = grid.column(align=True)
                 cell.template_icon(icon_value=icon_id, scale=5.0)
-                cell.label(text=caption[:28])
+                _wrapped(cell, caption, context, columns=columns)  # whole, never cut
 
 
 class RUNWAY_PT_card_characteristics(_CardPanel, bpy.types.Panel):
@@ -301,13 +851,13 @@ class RUNWAY_PT_card_people(_CardPanel, bpy.types.Panel):
             row = col.row()
             row.label(text=p.name + (f" ({p.role})" if p.role else ""), icon="USER")
             if p.url:
-                row.operator("wm.url_open", text="", icon="URL").url = p.url
+                row.operator("wm.url_open", text=short_url(p.url, 24), icon="URL").url = p.url
         col.separator()
         for a in c.attributions:
             row = col.row()
             row.label(text=f"{a.title} ({a.year})" if a.year else a.title, icon="TEXT")
             if a.url:
-                row.operator("wm.url_open", text="", icon="URL").url = a.url
+                col.operator("wm.url_open", text=short_url(a.url), icon="URL").url = a.url
             _wrapped(col, a.authors + (f", {a.venue}" if a.venue else ""))
 
 
@@ -341,10 +891,9 @@ class RUNWAY_PT_card_more(_CardPanel, bpy.types.Panel):
             _wrapped(col, f"Measured on: {c.performance.measured_on}")
         col.separator()
         for label, urls in c.links.items():
+            col.label(text=label.replace('_', ' ').capitalize() + ":")
             for url in urls:
-                row = col.row()
-                row.label(text=f"{label.replace('_', ' ').capitalize()}: {url}")
-                row.operator("wm.url_open", text="", icon="URL").url = url
+                col.operator("wm.url_open", text=short_url(url), icon="URL").url = url
 
 
 _panels = (RUNWAY_PT_directory, RUNWAY_PT_card, RUNWAY_PT_card_characteristics,
@@ -369,21 +918,41 @@ def for_every_space(panels):
 classes = (
     RUNWAY_PG_model_entry,
     RUNWAY_PG_directory,
+    RUNWAY_OT_directory_select,
     RUNWAY_UL_models,
     RUNWAY_OT_directory_refresh,
+    RUNWAY_OT_directory_reset_filters,
+    RUNWAY_MT_workspaces,
+    RUNWAY_OT_workspace_set,
+    RUNWAY_OT_workspace_new,
+    RUNWAY_OT_workspace_rename,
+    RUNWAY_OT_workspace_delete,
+    RUNWAY_OT_workspace_add_model,
+    RUNWAY_OT_workspace_remove_model,
+    RUNWAY_OT_workspace_move_model,
+    RUNWAY_OT_model_add,
+    RUNWAY_OT_model_edit,
+    RUNWAY_OT_model_remove,
     *for_every_space(_panels),
 )
 
 
 def register_properties():
     bpy.types.WindowManager.runway_directory = PointerProperty(type=RUNWAY_PG_directory)
+    # The workspace shown, per .blend (saved with the scene; the workspaces themselves
+    # live in the user folder).
+    bpy.types.Scene.runway_workspace = StringProperty(
+        name="Workspace", description="The Model Directory's workspace in this .blend "
+                                      "(empty: all models)")
 
 
 def unregister_properties():
     del bpy.types.WindowManager.runway_directory
+    del bpy.types.Scene.runway_workspace
     if _state["previews"] is not None:
         bpy.utils.previews.remove(_state["previews"])
-    _state.update(catalog=None, previews=None)
+    _state.update(catalog=None, previews=None, workspaces=None)
+    _match_cache["key"] = None
 
 
 def _sync_all_windows() -> None:

@@ -48,7 +48,7 @@ def placement(runtime: str = ""):
                                  "Remote endpoints, or run the model on this computer.")
     endpoint = prefs.endpoints[prefs.active_endpoint]
     return Placement(**common, remote_kind=endpoint.kind, remote_address=endpoint.url,
-                     remote_name=endpoint.name, token=preferences.token_store().get(endpoint.name))
+                     remote_name=endpoint.name, token=preferences.endpoint_token(endpoint))
 
 
 def open_session(card, *, runtime: str = "", on_event=None):

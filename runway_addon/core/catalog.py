@@ -6,6 +6,7 @@ and every other card still loads.
 """
 from __future__ import annotations
 
+import gc
 import json
 import re
 from datetime import date
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import RunwayError
 
 TASKS = ("identify", "transform", "generate")
+# A user card's saved spec (core.spec.ModelSpec as JSON), beside its card.json.
+USER_SPEC_FILE = "spec.json"
+LIST_TITLE_CHARS = 24  # what the directory's list shows at the default sidebar width
 
 
 class CatalogError(RunwayError):
@@ -132,10 +136,27 @@ class RuntimeInfo(_Card):
     network_at_run_time: bool = False
 
 
+SOURCE_KINDS = ("folder", "url", "image", "replicate")
+
+
+class Source(_Card):
+    """Where a model the user added comes from (user cards only): a model folder,
+    a running server's URL, a Docker image or a Replicate reference. The
+    model's spec is saved beside the card (``spec.json``), so the Run panel
+    builds its widgets without reaching the source."""
+
+    kind: Literal["folder", "url", "image", "replicate"]
+    value: str
+    protocol: Optional[str] = None  # as detected when the model was added (url)
+    added: Optional[str] = None  # ISO date
+
+
 class ModelCard(_Card):
     card_format: Literal[1] = 1
     name: str  # the id: the model folder's name
     title: str
+    # What the directory's list shows when the title is long (the title is the tooltip).
+    short_title: Optional[str] = Field(default=None, max_length=40)
     task: Literal["identify", "transform", "generate"]
     overview: str
     versions: list[Version] = Field(default_factory=list)
@@ -150,8 +171,11 @@ class ModelCard(_Card):
     links: dict[str, list[str]] = Field(default_factory=dict)
     gallery: list[GalleryItem] = Field(default_factory=list)
     runtime: Optional[RuntimeInfo] = None
-    # Set by the loader, never read from the file: the folder the card came from.
+    source: Optional[Source] = None  # a model the user added (user cards)
+    # Set by the loader, never read from the file: the folder the model runs from
+    # (the card's own folder, or a user card's model folder) and the card's folder.
     folder: Optional[str] = Field(default=None, exclude=True)
+    card_dir: Optional[str] = Field(default=None, exclude=True)
 
     @field_validator("name")
     @classmethod
@@ -162,7 +186,30 @@ class ModelCard(_Card):
 
     @property
     def runnable(self) -> bool:
+        if self.source is not None and self.source.kind != "folder":
+            # a server, image or Replicate model: runnable once its spec was saved
+            return bool(self.card_dir) and (Path(self.card_dir) / USER_SPEC_FILE).is_file()
         return bool(self.folder) and (Path(self.folder) / "cog.yaml").is_file()
+
+    @property
+    def list_title(self) -> str:
+        """The title for narrow lists (the default sidebar shows about 24 characters):
+        the card's short title; else a long title without its parenthesis
+        ("Body Pose (MediaPipe BlazePose, full model)" -> "Body Pose"); else the
+        title cut at a word."""
+        if self.short_title:
+            return self.short_title
+        if len(self.title) <= LIST_TITLE_CHARS:
+            return self.title
+        head = self.title.split(" (", 1)[0].split(": ", 1)[0].strip()
+        if 0 < len(head) <= LIST_TITLE_CHARS:
+            return head
+        cut = self.title[:LIST_TITLE_CHARS - 1].rsplit(" ", 1)[0]
+        return cut.rstrip(" ,;:-") + "\u2026"
+
+    @property
+    def is_user_model(self) -> bool:
+        return self.source is not None
 
     def gallery_paths(self) -> list[Path]:
         """Gallery files that exist, inside the card's folder only."""
@@ -190,13 +237,31 @@ def _describe_validation(exc: ValidationError) -> str:
                      for e in exc.errors())
 
 
+_MAX_CARD_BYTES = 16 << 20
+
+
 def load_card(path: Path | str) -> ModelCard:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_CARD_BYTES + 1)
+        if len(raw) > _MAX_CARD_BYTES:
+            raise CatalogError(f"The model card {path} is larger than "
+                               f"{_MAX_CARD_BYTES >> 20} MB.", path=str(path),
+                               hint="A card is a short JSON file; fix or remove it.")
+        text = raw.decode("utf-8-sig")
+        data = json.loads(text)
     except OSError as exc:
         raise CatalogError(f"Cannot read the model card {path}: {exc.strerror or exc}.",
                            path=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"The model card {path} is not UTF-8 text (byte {exc.start}).",
+                           path=str(path), hint="Save it as UTF-8; the other models still "
+                                                "load.") from None
+    except RecursionError:
+        raise CatalogError(f"The model card {path} is nested too deeply to read.",
+                           path=str(path), hint="Fix the file or remove it; the other models "
+                                                "still load.") from None
     except ValueError as exc:
         raise CatalogError(f"The model card {path} is not valid JSON ({exc}).", path=str(path),
                            hint="Fix the file or remove it; the other models still load.") from exc
@@ -205,12 +270,57 @@ def load_card(path: Path | str) -> ModelCard:
     data.pop("folder", None)  # never trusted from the file
     try:
         card = ModelCard.model_validate(data)
+    except RecursionError:
+        raise CatalogError(f"The model card {path} is nested too deeply to read.",
+                           path=str(path), hint="Fix the file or remove it; the other models "
+                                                "still load.") from None
     except ValidationError as exc:
         raise CatalogError(f"The model card {path} is invalid: {_describe_validation(exc)}.",
                            path=str(path),
                            hint="Fix those fields; the other models still load.") from exc
-    card.folder = str(path.parent)
+    card.folder = card.card_dir = str(path.parent)
+    if card.source is not None and card.source.kind == "folder":
+        card.folder = card.source.value  # a user card: the model runs from its own folder
     return card
+
+
+def _without_gc(fn):
+    """Run ``fn`` with the cyclic garbage collector paused: loading thousands of
+    cards makes many small objects and no cycles, and collections triggered by
+    the allocations cost more than the parsing (60 % of the load time)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+    return wrapper
+
+
+class _Prepared:
+    """What search looks at, computed once per catalog (not once per query): each
+    card's lower-cased text and strong text (title and keywords), and an index
+    from each filter value to the positions of the cards that have it."""
+
+    def __init__(self, cards: list):
+        self.texts = [c.text() for c in cards]
+        self.strong = [(c.title + " " + " ".join(c.keywords)).lower() for c in cards]
+        self.index: dict[tuple, set] = {}
+        for i, c in enumerate(cards):
+            ch = c.characteristics
+            keys = [("task", c.task), ("cpu", ch.cpu), ("gpu", ch.gpu),
+                    ("commercial_use", c.licence.commercial_use.allowed)]
+            keys += [("input_type", k) for k in ch.input_kinds()]
+            keys += [("output_type", k) for k in ch.output_kinds()]
+            keys += [("publisher", p.name) for p in c.publishers]
+            keys += [("keyword", k.lower()) for k in c.keywords]
+            for key in keys:
+                self.index.setdefault(key, set()).add(i)
 
 
 class Catalog:
@@ -219,8 +329,17 @@ class Catalog:
     def __init__(self, cards: Iterable[ModelCard] = (), errors: Iterable[CatalogError] = ()):
         self.cards = sorted(cards, key=lambda c: c.title.lower())
         self.errors = list(errors)
+        self._prep: Optional[_Prepared] = None
+        self._prep_key: tuple = ()
+
+    def _prepared(self) -> _Prepared:
+        key = (id(self.cards), len(self.cards), tuple(id(c) for c in self.cards[:1] + self.cards[-1:]))
+        if self._prep is None or self._prep_key != key:
+            self._prep, self._prep_key = _Prepared(self.cards), key
+        return self._prep
 
     @classmethod
+    @_without_gc
     def load(cls, folders: Iterable[Path | str]) -> "Catalog":
         cards, errors, seen = [], [], {}
         for folder in folders:
@@ -229,6 +348,12 @@ class Catalog:
                     card = load_card(path)
                 except CatalogError as exc:
                     errors.append(exc)
+                    continue
+                except (Exception, RecursionError) as exc:  # noqa: BLE001 (one card only)
+                    errors.append(CatalogError(
+                        f"The model card {path} cannot be loaded ({type(exc).__name__}).",
+                        path=str(path), hint="Fix the file or remove it; the other models "
+                                             "still load."))
                     continue
                 if card.name in seen:
                     errors.append(CatalogError(
@@ -255,36 +380,48 @@ class Catalog:
                input_type: Optional[str] = None, output_type: Optional[str] = None,
                cpu: Optional[bool] = None, gpu: Optional[bool] = None,
                commercial_use: Optional[bool] = None, publisher: Optional[str] = None,
-               keyword: Optional[str] = None) -> list[ModelCard]:
+               keyword: Optional[str] = None, names: Optional[Iterable[str]] = None
+               ) -> list[ModelCard]:
         """Cards matching every given filter and every word (best matches first:
-        a word in the title or keywords counts more than one in the overview)."""
+        a word in the title or keywords counts more than one in the overview;
+        ties by title). ``names``: only these cards (e.g. a workspace's)."""
+        prep = self._prepared()
         terms = [t for t in re.split(r"\s+", words.lower().strip()) if t]
-        hits = []
-        for card in self.cards:
-            ch = card.characteristics
-            if task and card.task != task:
-                continue
-            if input_type and input_type.lower() not in ch.input_kinds():
-                continue
-            if output_type and output_type.lower() not in ch.output_kinds():
-                continue
-            if cpu is not None and ch.cpu != cpu:
-                continue
-            if gpu is not None and ch.gpu != gpu:
-                continue
-            if commercial_use is not None and card.licence.commercial_use.allowed != commercial_use:
-                continue
-            if publisher and publisher not in {p.name for p in card.publishers}:
-                continue
-            if keyword and keyword.lower() not in {k.lower() for k in card.keywords}:
-                continue
-            text = card.text()
-            if not all(t in text for t in terms):
-                continue
-            strong = (card.title + " " + " ".join(card.keywords)).lower()
-            score = sum(2 if t in strong else 1 for t in terms)
-            hits.append((-score, card.title.lower(), card))
-        return [c for *_, c in sorted(hits, key=lambda h: h[:2])]
+        wanted = [("task", task), ("input_type", input_type and input_type.lower()),
+                  ("output_type", output_type and output_type.lower()), ("cpu", cpu),
+                  ("gpu", gpu), ("commercial_use", commercial_use), ("publisher", publisher),
+                  ("keyword", keyword and keyword.lower())]
+        sets = [prep.index.get((k, v), set()) for k, v in wanted
+                if v is not None and v != ""]
+        if names is not None:
+            names = set(names)
+            sets.append({i for i, c in enumerate(self.cards) if c.name in names})
+        if sets:
+            cand = sorted(set.intersection(*sorted(sets, key=len)))
+        else:
+            cand = range(len(self.cards))
+        texts, strong = prep.texts, prep.strong
+        for t in terms:
+            cand = [i for i in cand if t in texts[i]]
+        if not terms:
+            return [self.cards[i] for i in cand]
+        # Score: one point per word, one more per word in the title or keywords.
+        # The cards are in title order, so a stable sort by score keeps ties by title.
+        cards = self.cards
+        if len(terms) == 1:
+            t = terms[0]
+            top = [i for i in cand if t in strong[i]]
+            if top and len(top) < len(cand):
+                first = set(top)
+                cand = top + [i for i in cand if i not in first]
+            return [cards[i] for i in cand]
+        bonus: dict = {}
+        for t in terms:
+            for i in [i for i in cand if t in strong[i]]:
+                bonus[i] = bonus.get(i, 0) + 1
+        if bonus:
+            cand = sorted(cand, key=lambda i: bonus.get(i, 0), reverse=True)
+        return [cards[i] for i in cand]
 
 
 def builtin_models_dir() -> Optional[Path]:
@@ -302,7 +439,12 @@ def builtin_models_dir() -> Optional[Path]:
 
 def load_spec(card: ModelCard):
     """The model's spec from the schema file its folder carries (no server needed):
-    what the Run panel builds its widgets from. CatalogError when it cannot be read."""
+    what the Run panel builds its widgets from. CatalogError when it cannot be read.
+    A model the user added has its spec saved beside its card (``spec.json``)."""
+    if card.source is not None and card.card_dir:
+        saved = Path(card.card_dir) / USER_SPEC_FILE
+        if saved.is_file() or card.source.kind != "folder" or card.runtime is None:
+            return load_saved_spec(saved)
     if not card.folder or card.runtime is None:
         raise CatalogError(f"model {card.name!r} has no folder with a schema",
                            path=card.folder or "")
@@ -320,3 +462,20 @@ def load_folder_spec(folder, schema_file: str = ".cog/openapi_schema.json"):
     except (OSError, ValueError, RunwayError) as e:
         raise CatalogError(f"cannot read the model's schema {str(path)!r}: {e}", path=str(path),
                            hint="Write it with 'build.py models schema'.") from e
+
+
+def load_saved_spec(path):
+    """A spec saved as JSON (``ModelSpec.model_dump_json``): user cards."""
+    from .spec import ModelSpec
+
+    path = Path(path)
+    try:
+        return ModelSpec.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CatalogError(f"cannot read the model's saved spec {str(path)!r}: "
+                           f"{e.strerror or e}", path=str(path),
+                           hint="Add the model again to save its spec.") from e
+    except ValidationError as e:
+        raise CatalogError(f"the model's saved spec {str(path)!r} is invalid: "
+                           f"{_describe_validation(e)}", path=str(path),
+                           hint="Add the model again to save its spec.") from e

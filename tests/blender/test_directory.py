@@ -61,6 +61,7 @@ def test_the_list_hides_what_does_not_match_and_ranks_the_rest(directory):
 
     class Row:  # what filter_items needs of a UIList instance
         bitflag_filter_item = 1 << 30
+        filter_name = ""
 
     d.search = "pose"
     flags, order = mod.RUNWAY_UL_models.filter_items(Row(), None, d, "models")
@@ -86,3 +87,131 @@ def test_the_panels_live_in_every_editor_sidebar(blender, directory):
     for suffix in ("", "_image_editor", "_sequence_editor", "_node_editor"):
         panel = getattr(blender.types, "RUNWAY_PT_directory" + suffix)
         assert panel.bl_region_type == "UI" and panel.bl_category == "Runway"
+
+
+class ListRow:  # what filter_items needs of a UIList instance
+    bitflag_filter_item = 1 << 30
+
+    def __init__(self, filter_name=""):
+        self.filter_name = filter_name
+
+
+def shown(mod, d, filter_name=""):
+    flags, _ = mod.RUNWAY_UL_models.filter_items(ListRow(filter_name), None, d, "models")
+    return {d.models[i].name for i, f in enumerate(flags) if f}
+
+
+def test_the_card_follows_the_list(directory):
+    mod, d = directory
+    mod.select_model(d, "upscale")
+    assert mod.selected_card(d).name == "upscale"
+    d.search = "speech"  # hides upscale: no card below for a model the list hides
+    assert mod.selected_card(d) is None
+    d.search = ""
+    d.task = "identify"
+    assert mod.selected_card(d) is None
+    d.task = "ANY"
+    assert mod.selected_card(d).name == "upscale"
+    # The list's own filter field (under the list) filters too, and the card follows it.
+    assert shown(mod, d, "pose") == {"pose"}
+    assert mod.selected_card(d) is None
+    assert shown(mod, d, "") == SHELF and mod.selected_card(d).name == "upscale"
+
+
+def test_no_match_says_so_and_reset_clears_every_filter(blender, directory):
+    mod, d = directory
+    d.search, d.task, d.commercial_only = "no-such-model-anywhere", "generate", True
+    assert mod.matching_names(d) == [] and mod.any_filter_set(d)
+    assert blender.ops.runway.directory_reset_filters() == {"FINISHED"}
+    assert set(mod.matching_names(d)) == SHELF and not mod.any_filter_set(d)
+
+
+def test_the_list_searches_once_per_filter_state(directory, monkeypatch):
+    mod, d = directory
+    cat = mod.get_catalog()
+    calls = []
+    real = cat.search
+    monkeypatch.setattr(cat, "search", lambda *a, **k: calls.append(a) or real(*a, **k))
+    d.search = "image"
+    for _ in range(5):  # five redraws
+        shown(mod, d)
+    assert len(calls) == 1
+    d.search = "image denoise"
+    shown(mod, d)
+    assert len(calls) == 2
+
+
+def test_list_titles_tooltips_icons_and_links(blender, directory):
+    mod, d = directory
+    # identify no longer borrows the search field's magnifying glass
+    assert mod.TASK_ICONS["identify"] != "VIEWZOOM"
+    assert len(set(mod.TASK_ICONS.values())) == 3
+    cat = mod.get_catalog()
+    for row in d.models:
+        card = cat.get(row.name)
+        assert row.title == card.list_title and len(row.title) <= 40
+    i = [m.name for m in d.models].index("text-to-speech")
+    props = type("P", (), {"index": i})()
+    tip = mod.RUNWAY_OT_directory_select.description(blender.context, props)
+    assert cat.get("text-to-speech").title in tip and "Generate" in tip
+    assert blender.ops.runway.directory_select(index=i) == {"FINISHED"} and d.active == i
+    assert mod.short_url("https://github.com/xinntao/Real-ESRGAN/") == \
+        "github.com/xinntao/Real-ESRGAN"
+    assert mod.short_url("https://www.example.com/" + "a" * 80).endswith("\u2026")
+
+
+class Layout:
+    """A stand-in layout that records labels and operator buttons."""
+
+    def __init__(self, log=None):
+        self.log = log if log is not None else []
+
+    def __getattr__(self, name):  # row(), column(), box(), prop(), operator(), ...
+        def call(*args, **kw):
+            if name in ("label", "operator", "menu", "prop"):
+                self.log.append((name, kw.get("text", ""), args[:2] if name != "prop"
+                                 else args[1:2]))
+            return Layout(self.log)
+        return call
+
+
+def draw_all(blender, mod, d):
+    drawn = {}
+    for cls in mod._panels:
+        if getattr(cls, "bl_parent_id", None) and not cls.poll(blender.context):
+            continue
+
+        class Fake:
+            layout = Layout()
+
+            def card(self, context):
+                return mod.selected_card(d)
+        panel = Fake()
+        cls.draw(panel, blender.context)
+        drawn[cls.__name__] = panel.layout.log
+    return drawn
+
+
+def texts(log):
+    return [t for _, t, _ in log]
+
+
+def test_every_directory_panel_draws_and_says_what_it_shows(blender, directory):
+    mod, d = directory
+    mod.select_model(d, "upscale")
+    drawn = draw_all(blender, mod, d)
+    assert set(drawn) == {c.__name__ for c in mod._panels}  # the card follows the selection
+    links = [t for kind, t, args in drawn["RUNWAY_PT_card_more"] if kind == "operator"]
+    assert links and all(t and "://" not in t for t in links)  # buttons say where they go
+    d.show_filters = True
+    top = drawn = draw_all(blender, mod, d)["RUNWAY_PT_directory"]
+    assert {"Task", "Input", "Output", "Runs on", "Publisher", "Keyword"} <= set(texts(top))
+    assert any("Identify:" in t for t in texts(top))  # the icon legend
+    d.search = "no-such-model-anywhere"
+    drawn = draw_all(blender, mod, d)
+    assert "RUNWAY_PT_card" not in drawn  # the card hides with the list
+    top = texts(drawn["RUNWAY_PT_directory"])
+    assert "No models match" in top
+    assert any(args and args[0] == "runway.directory_reset_filters"
+               for kind, _, args in drawn["RUNWAY_PT_directory"] if kind == "operator")
+    d.show_filters = False

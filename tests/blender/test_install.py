@@ -20,6 +20,13 @@ EXPECTED_CLASSES = {
     "RUNWAY_OT_token_set", "RUNWAY_OT_token_clear", "RUNWAY_UL_endpoints", "RunwayPreferences",
     "RUNWAY_PG_model_entry", "RUNWAY_PG_directory", "RUNWAY_UL_models",
     "RUNWAY_OT_directory_refresh",
+    # catalog folders, the connection test, the directory's list, workspaces, your own models
+    "RUNWAY_PG_catalog_folder", "RUNWAY_OT_catalog_folder_add", "RUNWAY_OT_catalog_folder_remove",
+    "RUNWAY_OT_endpoint_test", "RUNWAY_OT_directory_select", "RUNWAY_OT_directory_reset_filters",
+    "RUNWAY_MT_workspaces", "RUNWAY_OT_workspace_set", "RUNWAY_OT_workspace_new",
+    "RUNWAY_OT_workspace_rename", "RUNWAY_OT_workspace_delete", "RUNWAY_OT_workspace_add_model",
+    "RUNWAY_OT_workspace_remove_model", "RUNWAY_OT_workspace_move_model", "RUNWAY_OT_model_add",
+    "RUNWAY_OT_model_edit", "RUNWAY_OT_model_remove",
     # the Model Directory and its card, in the sidebar of each editor
     # the Run panel's operators (buttons, F3 search and scripts)
     "RUNWAY_OT_run", "RUNWAY_OT_confirm_licence", "RUNWAY_OT_cancel", "RUNWAY_OT_session_start",

@@ -49,7 +49,7 @@ def test_token_never_lands_in_a_blend_file(blender, tmp_path):
 
     mod = __import__(ADDON_PKG + ".blender.preferences", fromlist=["_"])
     store = mod.token_store()
-    assert store.get("replicate") == SECRET
+    assert mod.endpoint_token(ep) == SECRET
     mode = stat.S_IMODE(os.stat(store.path).st_mode)
     assert mode == 0o600, oct(mode)
 
@@ -64,10 +64,162 @@ def test_token_never_lands_in_a_blend_file(blender, tmp_path):
     assert b"owner/model" in userpref.read_bytes()
 
     assert blender.ops.runway.token_clear(endpoint="replicate") == {"FINISHED"}
-    assert store.get("replicate") is None
+    assert mod.endpoint_token(ep) is None
     blender.ops.runway.endpoint_remove(index=len(p.endpoints) - 1)
 
 
 def test_empty_token_is_refused(blender):
     with pytest.raises(RuntimeError, match="empty"):
         blender.ops.runway.token_set(endpoint="x", token="   ")
+
+
+def prefs_mod():
+    return __import__(ADDON_PKG + ".blender.preferences", fromlist=["_"])
+
+
+@pytest.fixture
+def endpoint(blender, monkeypatch):
+    for var in ("REPLICATE_API_TOKEN", "RUNWAY_TOKEN_RENDER_BOX", "RUNWAY_TOKEN_FARM",
+                "RUNWAY_TOKEN_MY_REPLICATE"):
+        monkeypatch.delenv(var, raising=False)
+    p = prefs(blender)
+    blender.ops.runway.endpoint_add()
+    ep = p.endpoints[-1]
+    yield ep
+    while len(p.endpoints):
+        blender.ops.runway.endpoint_remove(index=len(p.endpoints) - 1)
+
+
+def test_a_token_is_kept_across_a_rename_and_forgotten_on_removal(blender, endpoint):
+    mod = prefs_mod()
+    ep = endpoint
+    ep.name, ep.kind, ep.url = "Render Box", "URL", "https://gpu.example.com"
+    assert ep.uid
+    assert blender.ops.runway.token_set(endpoint=ep.uid, token=SECRET) == {"FINISHED"}
+    ep.name = "Farm"  # a rename keeps the token
+    assert mod.endpoint_token(ep) == SECRET
+    store = mod.token_store()
+    assert store.stored(ep.uid)
+    uid = ep.uid
+    blender.ops.runway.endpoint_remove(index=len(prefs(blender).endpoints) - 1)
+    assert not store.stored(uid) and SECRET not in store.path.read_text()
+    # A new endpoint with the old name does not inherit it.
+    blender.ops.runway.endpoint_add()
+    again = prefs(blender).endpoints[-1]
+    again.name = "Farm"
+    assert mod.endpoint_token(again) is None
+
+
+def test_an_old_endpoint_keyed_by_name_gets_an_id_and_keeps_its_token(blender, endpoint):
+    mod = prefs_mod()
+    ep = endpoint
+    ep.name, ep.uid = "Farm", ""  # saved before ids existed
+    mod.token_store().set("Farm", SECRET)
+    assert mod.endpoint_token(ep) == SECRET
+    assert blender.ops.runway.token_set(endpoint="Farm", token=SECRET + "2") == {"FINISHED"}
+    assert ep.uid and mod.endpoint_token(ep) == SECRET + "2"
+    assert not mod.token_store().stored("Farm")
+
+
+def test_the_token_source_is_named_right_with_replicate_api_token(blender, endpoint,
+                                                                   monkeypatch):
+    mod = prefs_mod()
+    ep = endpoint
+    ep.name, ep.kind, ep.url = "My Replicate", "REPLICATE", "owner/model"
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_fromtheenvironment")
+    store = mod.token_store()
+    assert store.source_var(mod.endpoint_key(ep), mod.endpoint_env_vars(ep)) == \
+        "REPLICATE_API_TOKEN"
+    assert mod.endpoint_token(ep) == "r8_fromtheenvironment"
+    # Set Token says the variable still wins instead of appearing to work.
+    reports = []
+    op = blender.ops.runway.token_set
+    result = op(endpoint=ep.uid, token=SECRET)
+    assert result == {"FINISHED"} and mod.endpoint_token(ep) == "r8_fromtheenvironment"
+    monkeypatch.delenv("REPLICATE_API_TOKEN")
+    assert mod.endpoint_token(ep) == SECRET
+    del reports
+
+
+def test_a_remote_docker_engine_refuses_https_and_takes_no_token(blender, endpoint):
+    mod = prefs_mod()
+    ep = endpoint
+    ep.kind, ep.url = "DOCKER_HOST", "https://docker.example.com:2376"
+    assert "tcp://" in mod.endpoint_problem(ep.kind, ep.url)
+    assert mod.endpoint_problem("DOCKER_HOST", "tcp://docker.example.com:2376") == ""
+    assert mod.endpoint_problem("URL", "tcp://x") != ""
+    assert mod.endpoint_problem("REPLICATE", "owner/name:abc123") == ""
+    with pytest.raises(RuntimeError, match="no token"):
+        blender.ops.runway.token_set(endpoint=ep.uid, token=SECRET)
+    assert mod.endpoint_token(ep) is None
+    ok, text = mod.check_endpoint(ep.kind, ep.url)
+    assert not ok and "tcp://" in text
+
+
+def _wait_result(mod, ep, timeout=30):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = mod.connection_result(ep)
+        if r.get("state") == "done":
+            return r
+        time.sleep(0.05)
+    raise AssertionError(f"connection test still running: {mod.connection_result(ep)}")
+
+
+@pytest.mark.network
+def test_test_connection_says_what_it_found_without_blocking(blender, endpoint, tmp_path):
+    import time
+    from tests.core.runway_server_fixtures import RunwayTestServer
+    mod = prefs_mod()
+    srv = RunwayTestServer(tmp_path / "srv", options={"weights_dir": str(tmp_path)}).wait_ready()
+    try:
+        endpoint.kind, endpoint.url = "URL", srv.url
+        t0 = time.monotonic()
+        assert blender.ops.runway.endpoint_test() == {"FINISHED"}
+        assert time.monotonic() - t0 < 0.5  # the operator returns at once (a worker thread)
+        r = _wait_result(mod, endpoint)
+        assert r["ok"] and "Runway Model SDK" in r["text"], r
+    finally:
+        srv.stop()
+    assert blender.ops.runway.endpoint_test() == {"FINISHED"}  # now nothing answers there
+    r = _wait_result(mod, endpoint)
+    assert not r["ok"] and r["text"]
+
+
+def test_the_preferences_draw_the_endpoint_as_it_is(blender, endpoint, monkeypatch):
+    from tests.blender.test_directory import Layout
+    p = prefs(blender)
+    mod = prefs_mod()
+
+    class Fake:
+        layout = Layout()
+
+        def __getattr__(self, name):
+            return getattr(p, name)
+
+    def draw():
+        fake = Fake()
+        fake.layout = Layout()
+        type(p).draw(fake, blender.context)
+        return [t for _, t, _ in fake.layout.log]
+
+    endpoint.name, endpoint.kind, endpoint.url = "Docker", "DOCKER_HOST", "https://x:2376"
+    p.active_endpoint = len(p.endpoints) - 1
+    p.default_runtime = "REMOTE"
+    try:
+        shown = draw()
+        assert any("tcp://" in t for t in shown) and "Set Token" not in shown
+        assert any("Remote GPU uses the selected endpoint: Docker" in t for t in shown)
+        endpoint.kind, endpoint.url = "REPLICATE", "owner/model"
+        monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_fromtheenvironment")
+        shown = draw()
+        assert "Token from the environment variable REPLICATE_API_TOKEN" in shown
+        assert "Set Token" in shown
+        mod._connection_tests[mod.endpoint_key(endpoint)] = {"state": "done", "ok": False,
+                                                             "text": "refused"}
+        shown = draw()
+        assert "Not connected" in shown and "refused" in shown
+    finally:
+        p.default_runtime = "LOCAL_PROCESS"
+        mod._connection_tests.clear()

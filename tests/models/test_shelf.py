@@ -183,13 +183,13 @@ class ShelfModel:
     def test_spec_is_the_checked_in_schema(self, model, shelf):
         """The running server's spec is that of .cog/openapi_schema.json, and that file
         is current: the schema cog's inspector makes from predict.py now (in the model's
-        own environment, as buildtools/cog_schema.py does) gives the same spec."""
+        own environment, as runway_addon/core/cog_inspect.py does) gives the same spec."""
         schema = json.loads((MODELS / self.MODEL / ".cog" / "openapi_schema.json").read_text())
         spec = model.spec()
         assert comparable(spec) == comparable(spec_from_openapi(schema, version=spec.version))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         fresh = subprocess.run(
-            [str(shelf.session.environment.python), str(ROOT / "buildtools" / "cog_schema.py"),
+            [str(shelf.session.environment.python), str(ROOT / "runway_addon" / "core" / "cog_inspect.py"),
              str(MODELS / self.MODEL)], cwd=MODELS / self.MODEL,
             env={**env, "PYTHONWARNINGS": "ignore"}, check=True, capture_output=True,
             text=True).stdout

@@ -36,7 +36,11 @@ class ModelRef:
 
     @classmethod
     def from_card(cls, card) -> "ModelRef":
-        """A catalog card's model (its folder)."""
+        """A catalog card's model: its folder, or for a card the user added from a
+        server URL, a Docker image or Replicate, that source."""
+        src = getattr(card, "source", None)
+        if src is not None and getattr(src, "kind", None) in ("url", "image", "replicate"):
+            return cls(src.kind, src.value, card.name)
         if not card.folder:
             raise ValueError(f"model card {card.name!r} has no folder to run")
         return cls("folder", str(Path(card.folder).resolve()), card.name)

@@ -1,4 +1,7 @@
-"""The OpenAPI schema of a Cog predictor (``.cog/openapi_schema.json``).
+"""The OpenAPI schema of a Cog predictor (``.cog/openapi_schema.json``), read from the
+predictor by cog's own inspector. One script for both users: ``build.py models schema``
+and the add-on, when a model folder the user adds has no schema (run inside the
+model's environment, standard library and cog only).
 
 The Cog server reads that file to serve GET /openapi.json and to validate
 inputs; the Go ``cog build`` normally writes it, but the Go CLI is not on the
@@ -9,7 +12,7 @@ constraints and the output's JSON type); this module assembles the OpenAPI
 
 It must run in a Python that has cog AND the model's own packages (importing
 predict.py imports them): ``buildtools/cogmodels.py schema`` runs it as
-``ENV/bin/python buildtools/cog_schema.py MODEL_DIR`` and reads stdout.
+``ENV/bin/python runway_addon/core/cog_inspect.py MODEL_DIR`` and reads stdout.
 """
 from __future__ import annotations
 
@@ -167,7 +170,7 @@ def build_schema(model_dir: Path) -> dict:
 def main(argv: list[str]) -> int:
     """Print the schema of the model folder ``argv[0]`` (run inside its environment)."""
     if len(argv) != 1:
-        print("usage: python cog_schema.py MODEL_DIR", file=sys.stderr)
+        print("usage: python cog_inspect.py MODEL_DIR", file=sys.stderr)
         return 2
     sys.stdout.write(json.dumps(build_schema(Path(argv[0]).resolve()), indent=2) + "\n")
     return 0

@@ -1,0 +1,124 @@
+"""Adding your own model: a model folder, a running server URL, a Replicate model;
+each gives a pre-filled, editable card that the catalog loads beside the shelf."""
+import json
+import shutil
+
+import pytest
+
+from runway_addon.core import catalog, user_models
+from runway_addon.core.catalog import Catalog
+from tests.conftest import ROOT
+from tests.core.cog_fixtures import *  # noqa: F401,F403  (cog_servers, cog_venv)
+from tests.core.runway_server_fixtures import RunwayTestServer
+
+COG_MODELS = ROOT / "tests" / "cog_models"
+RUNTIME_MODELS = ROOT / "tests" / "runtime_models"
+
+
+def test_a_cog_folder_with_its_schema_becomes_a_card(tmp_path):
+    folder = tmp_path / "elsewhere" / "my_edges"
+    shutil.copytree(COG_MODELS / "image", folder)
+    card, spec = user_models.card_from_folder(folder, start_if_needed=False)
+    assert card["name"] == "my_edges" and card["title"] == "My edges"
+    assert card["source"]["kind"] == "folder" and card["source"]["value"] == str(folder)
+    assert card["task"] == "transform" and card["characteristics"]["input_types"][0] == "image"
+    assert not card["licence"]["commercial_use"]["allowed"]  # never assumed
+    card["title"] = "Edge Finder (mine)"  # editable before saving
+    users = tmp_path / "user" / "models"
+    path = user_models.save_user_card(users, card, spec, taken={"upscale"})
+    assert json.loads((path.parent / "spec.json").read_text())["protocol"] == "cog"
+
+    cat = Catalog.load([catalog.builtin_models_dir(), users])
+    assert not cat.errors, cat.errors
+    mine = cat.get("my_edges")
+    assert mine.is_user_model and mine.title == "Edge Finder (mine)"
+    assert mine.folder == str(folder) and mine.card_dir == str(path.parent)
+    assert mine.runnable  # the engine runs card.folder, the model's own folder
+    assert catalog.load_spec(mine).command().inputs == spec.command().inputs
+    assert [c.name for c in cat.search("mine")] == ["my_edges"]
+    # A second add of the same folder gets its own name, never overwriting the first.
+    again = user_models.save_user_card(users, card, spec)
+    assert again.parent.name == "my_edges-2"
+    user_models.edit_user_card(again, title="Second copy", keywords=["edges"])
+    assert Catalog.load([users]).get("my_edges-2").title == "Second copy"
+    with pytest.raises(catalog.CatalogError, match="task"):
+        user_models.edit_user_card(again, task="summon")
+    user_models.remove_user_card(users, "my_edges-2")
+    assert folder.is_dir() and not again.parent.exists()  # the model's folder is untouched
+
+
+def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
+    with pytest.raises(user_models.UserModelError, match="no cog.yaml"):
+        user_models.card_from_folder(tmp_path)
+    (tmp_path / "runway.yml").write_text("entrypoint: runway_model.py\n")
+    with pytest.raises(user_models.UserModelError, match="Runway Model SDK"):
+        user_models.card_from_folder(tmp_path)
+
+
+def test_a_broken_user_card_is_reported_with_file_and_field(tmp_path):
+    users = tmp_path / "models"
+    (users / "bad").mkdir(parents=True)
+    (users / "bad" / "card.json").write_text(json.dumps({"name": "bad", "title": "Bad",
+                                                         "task": "identify"}))
+    cat = Catalog.load([catalog.builtin_models_dir(), users])
+    assert len(cat.cards) >= 7 and len(cat.errors) == 1
+    msg = str(cat.errors[0])
+    assert "bad/card.json" in msg and "overview: Field required" in msg
+
+
+@pytest.mark.slow
+def test_a_folder_without_a_schema_is_inspected_in_its_environment(tmp_path):
+    folder = tmp_path / "identity_copy"
+    shutil.copytree(RUNTIME_MODELS / "identity", folder, ignore=shutil.ignore_patterns(
+        "card.json", ".cog"))
+    card, spec = user_models.card_from_folder(folder, timeout=300)  # the shared env cache
+    assert card["task"] == "transform"
+    assert [f.name for f in spec.command().inputs][:1] == ["image"]
+    # Kept where the Cog server looks for it, as `cog build` would, and the same schema.
+    written = json.loads((folder / ".cog" / "openapi_schema.json").read_text())
+    shipped = json.loads((RUNTIME_MODELS / "identity" / ".cog" / "openapi_schema.json").read_text())
+    assert written["components"]["schemas"]["Input"] == shipped["components"]["schemas"]["Input"]
+
+
+@pytest.mark.network
+def test_a_running_cog_server_url(cog_servers, tmp_path):
+    server = cog_servers.get("image")
+    card, spec = user_models.card_from_url(server.url)
+    assert card["source"] == {**card["source"], "kind": "url", "value": server.url,
+                              "protocol": "cog"}
+    path = user_models.save_user_card(tmp_path, card, spec)
+    mine = Catalog.load([tmp_path]).cards[0]
+    assert mine.runnable and mine.folder == mine.card_dir == str(path.parent)
+    assert catalog.load_spec(mine) == spec  # offline: from the saved spec
+
+
+@pytest.mark.network
+def test_a_running_runway_sdk_server_url(tmp_path):
+    srv = RunwayTestServer(tmp_path / "srv", options={"weights_dir": str(tmp_path)}).wait_ready()
+    try:
+        card, spec = user_models.card_from_url(srv.url)
+    finally:
+        srv.stop()
+    assert card["source"]["protocol"] == "runway" and spec.options
+    user_models.save_user_card(tmp_path / "models", card, spec)
+    assert catalog.load_spec(Catalog.load([tmp_path / "models"]).cards[0]) == spec
+
+
+@pytest.mark.network
+def test_a_replicate_model_from_the_stand_in(tmp_path):
+    from tests.core.test_replicate_client import TOKEN, ReplicateStandIn
+    stand_in = ReplicateStandIn()
+    try:
+        card, spec = user_models.card_from_replicate("test/invert", token=TOKEN,
+                                                     base_url=stand_in.url)
+    finally:
+        stand_in.stop()
+    assert card["name"] == "test-invert" and card["source"]["kind"] == "replicate"
+    assert card["publishers"][0]["url"] == "https://replicate.com/test/invert"
+    user_models.save_user_card(tmp_path, card, spec)
+    assert Catalog.load([tmp_path]).get("test-invert").runnable
+
+
+def test_bad_url_is_refused():
+    with pytest.raises(user_models.UserModelError, match="http"):
+        user_models.card_from_url("ftp://example.com")
