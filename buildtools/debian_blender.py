@@ -719,8 +719,9 @@ for xy in ${RW_CLICKS:-}; do
   sleep 1; xdotool mousemove --sync "${xy%,*}" "${xy#*,}" click 1
 done
 sleep "$wait_s"
-import -display "$DISPLAY" -window root "$out"
-rc=$?
+# A script that took the picture itself (at a moment it chose) has written "$out": keep it.
+rc=0
+[ -s "$out" ] || { import -display "$DISPLAY" -window root "$out"; rc=$?; }
 if ! kill -0 $blender 2>/dev/null; then echo "Blender is not running (see the Blender log)" >&2; rc=91; fi
 kill $blender 2>/dev/null; sleep 1; kill -9 $blender 2>/dev/null
 kill $xvfb 2>/dev/null; wait 2>/dev/null
@@ -728,11 +729,13 @@ exit $rc
 """
 
 # Runs before the caller's script in the windowed Blender: once the window has drawn
-# (two timer ticks after start-up), it touches the ready file.
+# (two timer ticks after start-up), it touches the ready file; with RW_SCREENSHOT_SCRIPT_READY
+# set, the caller's script touches it itself (the path is in RW_SCREENSHOT_READY).
 _SCREENSHOT_PRELUDE = r'''
 import bpy, sys, os
 _rw_ready = os.environ["RW_SCREENSHOT_READY"]
 _rw_count = [0]
+_rw_by_script = bool(os.environ.get("RW_SCREENSHOT_SCRIPT_READY"))
 
 def _rw_tick():
     _rw_count[0] += 1
@@ -745,7 +748,8 @@ def _rw_tick():
         f.write("ready\n")
     return None
 
-bpy.app.timers.register(_rw_tick, first_interval=1.0)
+if not _rw_by_script:
+    bpy.app.timers.register(_rw_tick, first_interval=1.0)
 '''
 
 
@@ -762,8 +766,10 @@ def screenshot(
     blender_args: Sequence[str] = (),
     args: Sequence[str] = (),
     binds: Mapping[str | Path, str] | None = None,
+    ro_binds: Mapping[str | Path, str] | None = None,
     timeout: float = 300,
     clicks: Sequence[tuple[int, int]] = (),
+    script_ready: bool = False,
 ) -> subprocess.CompletedProcess:
     """Screenshot of a real Blender window under Xvfb in the root.
 
@@ -777,6 +783,13 @@ def screenshot(
     With ``hide_splash`` the isolated preferences are saved once with the splash turned off
     (else the first start shows the "Quick Setup" splash over the window). ``clicks``: window
     coordinates clicked (xdotool) once the window is ready, before the wait.
+
+    With ``script_ready`` the ``script`` itself says when the picture may be taken (e.g. once
+    a run it started is done): it writes the file named by the environment variable
+    ``RW_SCREENSHOT_READY``; ``ready_timeout`` bounds the wait.  A script that must catch a
+    moment (a run in flight) may take the picture itself, ``import -window root`` to that
+    name without ``.ready``, before it writes the ready file: the picture is then kept.
+    ``ro_binds`` are mounted read-only, like ``binds``.
     """
     out_png = Path(out_png).resolve()
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -803,8 +816,11 @@ def screenshot(
         env = user_env(f"{point}/user")
         env["RW_SCREENSHOT_READY"] = shot_in_root + ".ready"
         env["RW_CLICKS"] = " ".join(f"{x},{y}" for x, y in clicks)
+        if script_ready:
+            env["RW_SCREENSHOT_SCRIPT_READY"] = "1"
         all_binds = {user_dir: f"{point}/user", outd: f"{point}/out"}
         all_binds.update(binds or {})
+        ro.update(ro_binds or {})
         width, height = size.split("x")
         blender = ["blender", "--window-geometry", "0", "0", width, height, *blender_args,
                    *python_args]

@@ -13,6 +13,9 @@ STATE_ICONS = {"queued": "SORTTIME", "starting": "PLAY", "running": "SEQ_PREVIEW
                "done": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL"}
 SESSION_ICONS = {"running": "CHECKMARK", "starting": "PLAY", "preparing": "IMPORT",
                  "failed": "ERROR"}
+# What each written output became: two targets of one output often share a name.
+TARGET_ICONS = {"IMAGE_EDITOR": "IMAGE", "TEXTURE": "MATERIAL", "STRIP": "SEQUENCE",
+                "FILE": "FILE", "TEXT": "TEXT", "OVERLAY": "OVERLAY", "OBJECTS": "OBJECT_DATA"}
 
 
 def _selected(context):
@@ -96,7 +99,7 @@ class RUNWAY_PT_run(_RunPanel, bpy.types.Panel):
             done = layout.column(align=True)
             for a in status.applied[:6]:
                 done.label(text=f"{a.output} -> {a.name}",
-                           icon="FORWARD" if a.ok else "ERROR")
+                           icon=TARGET_ICONS.get(a.target, "FORWARD") if a.ok else "ERROR")
 
 
 def _default_runtime(context) -> str:

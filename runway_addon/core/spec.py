@@ -28,7 +28,10 @@ class _FieldBase(_Spec):
 
     @property
     def label(self) -> str:
-        return self.title or self.name.replace("_", " ").capitalize()
+        # Cog titles a choice input after its enum, which it names like the field: "style".
+        if self.title and self.title != self.name:
+            return self.title
+        return self.name.replace("_", " ").capitalize()
 
 
 class ImageField(_FieldBase):
