@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import directory, docker_status, engine, props
+from . import directory, docker_status, engine, outputs, props
 
 STATE_ICONS = {"queued": "SORTTIME", "starting": "PLAY", "running": "SEQ_PREVIEW",
                "done": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL"}
@@ -201,6 +201,66 @@ class RUNWAY_PT_run_outputs(_RunChild, bpy.types.Panel):
             box.prop(s, props.prop_id("out", f.name, "replace"))
 
 
+def _result_of(context):
+    """(kind, datablock) of the result this editor shows: the Image Editor's image or
+    the Sequencer's active strip, when a model made it."""
+    space = context.space_data
+    if space is not None and space.type == "IMAGE_EDITOR" and space.image is not None:
+        return "image", space.image
+    if space is not None and space.type == "SEQUENCE_EDITOR":
+        ed = context.scene.sequence_editor
+        strip = getattr(ed, "active_strip", None) if ed else None
+        if strip is not None:
+            return "strip", strip
+    return None, None
+
+
+class _ResultPanel:
+    bl_region_type = "UI"
+    bl_category = "Runway"
+    bl_label = "Model Result"
+
+    @classmethod
+    def poll(cls, context):
+        kind, owner = _result_of(context)
+        return owner is not None and bool(owner.get(outputs.PROP))
+
+    def draw(self, context):
+        import json
+        kind, owner = _result_of(context)
+        layout = self.layout
+        try:
+            record = json.loads(owner[outputs.PROP])
+        except (ValueError, KeyError):
+            layout.label(text="Its record cannot be read", icon="ERROR")
+            return
+        col = layout.column(align=True)
+        col.label(text=f"{record.get('model', '?')} -> {record.get('output', '?')}",
+                  icon="NODE_COMPOSITING")
+        col.label(text=f"{record.get('time_utc', '')}  frame {record.get('frame', '')}")
+        if record.get("predict_time"):
+            col.label(text=f"model time {record['predict_time']:.2f} s, "
+                           f"{record.get('runtime', '')}")
+        for name, src in (record.get("inputs") or {}).items():
+            what = src.get("source", "")
+            detail = src.get("image") or src.get("strip") or src.get("pass") or \
+                src.get("camera") or src.get("path") or src.get("value", "")
+            col.label(text=f"{name}: {what} {detail}"[:80])
+        row = layout.row(align=True)
+        op = row.operator("runway.run_again", icon="FILE_REFRESH")
+        op.kind, op.name = kind, owner.name
+        op = row.operator("runway.export_result_job", text="Export Job", icon="EXPORT")
+        op.kind, op.name = kind, owner.name
+
+
+class RUNWAY_PT_result_image_editor(_ResultPanel, bpy.types.Panel):
+    bl_space_type = "IMAGE_EDITOR"
+
+
+class RUNWAY_PT_result_sequence_editor(_ResultPanel, bpy.types.Panel):
+    bl_space_type = "SEQUENCE_EDITOR"
+
+
 def draw_status_bar(self, context):
     """Runs in flight, in Blender's status bar (appended to its header, not replacing it)."""
     eng = engine.current()
@@ -217,7 +277,8 @@ def draw_status_bar(self, context):
 
 
 _panels = (RUNWAY_PT_run, RUNWAY_PT_run_inputs, RUNWAY_PT_run_options, RUNWAY_PT_run_outputs)
-classes = directory.for_every_space(_panels)
+classes = (*directory.for_every_space(_panels), RUNWAY_PT_result_image_editor,
+           RUNWAY_PT_result_sequence_editor)
 
 
 def register() -> None:

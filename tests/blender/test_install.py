@@ -32,6 +32,8 @@ EXPECTED_CLASSES = {
     "RUNWAY_OT_run", "RUNWAY_OT_confirm_licence", "RUNWAY_OT_cancel", "RUNWAY_OT_session_start",
     "RUNWAY_OT_session_stop", "RUNWAY_OT_stop_all", "RUNWAY_OT_show_logs",
     "RUNWAY_OT_sample_vector", "RUNWAY_OT_run_job", "RUNWAY_OT_export_job",
+    "RUNWAY_OT_run_again", "RUNWAY_OT_export_result_job",
+    "RUNWAY_PT_result_image_editor", "RUNWAY_PT_result_sequence_editor",
     "RUNWAY_PG_post",  # render post-processing settings, per scene
     # the Model Directory, its card and the Run panel, in the sidebar of each editor
     *(f"RUNWAY_PT_{p}{s}" for p in ("directory", "card", "card_characteristics",

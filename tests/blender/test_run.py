@@ -423,3 +423,37 @@ def test_status_bar_shows_runs_in_flight_and_panels_draw(runway):
     idle.layout = Layout()
     panels.draw_status_bar(idle, bpy.context)
     assert idle.layout.labels == []  # nothing in flight: nothing in the status bar
+
+
+def test_run_again_reproduces_a_result_and_its_job_exports(runway, tmp_path):
+    """A result's provenance names what made it: Run Again gives the same pixels (a
+    deterministic model) as a new image, and the exported job file loads and runs."""
+    import json
+    bpy = runway
+    props = mod("blender.props")
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), byte_image(bpy, "source", known_pixels()))
+    setattr(s, props.prop_id("in", "gain"), 0.5)
+    result, status = run(bpy, "identity")
+    assert result == {"FINISHED"}, status.error
+    first = result_image(bpy, status)
+    record = json.loads(first["runway"])
+    assert record["model"] == "identity" and record["inputs"]["image"] == \
+        {"source": "image", "image": "source"} and record["options"] == {}
+    setattr(s, props.prop_id("in", "gain"), 1.0)  # the panel changed since: no matter
+    assert bpy.ops.runway.run_again(kind="image", name=first.name) == {"FINISHED"}
+    again = result_image(bpy, mod("blender.engine").get().status["identity"])
+    assert again.name != first.name
+    np.testing.assert_array_equal(pixels_top_down(again), pixels_top_down(first))
+    path = tmp_path / "again.job.json"
+    assert bpy.ops.runway.export_result_job(kind="image", name=first.name,
+                                            filepath=str(path)) == {"FINISHED"}
+    job = json.loads(path.read_text())
+    assert job["model"] == {"catalog": "identity"} and job["outputs"] == \
+        {"output": [{"target": "IMAGE_EDITOR"}]}
+    assert job["inputs"]["gain"] == {"source": "value", "value": 0.5}
+    assert bpy.ops.runway.run_job(filepath=str(path)) == {"FINISHED"}
+    # Something no model made cannot run again, and says why.
+    with pytest.raises(RuntimeError, match="not made by a model"):
+        bpy.ops.runway.run_again(kind="image", name="source")
