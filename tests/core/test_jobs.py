@@ -218,3 +218,18 @@ def test_placement_decides_the_runtime(tmp_path):
     assert "secret-1234" not in repr(Placement(token="secret-1234"))
     with pytest.raises(ValueError):
         Placement(runtime="SOMEWHERE")
+
+
+def test_runs_on_one_session_take_turns_in_order(engine):
+    """Two workers, one warm session: the second run waits for the first instead of
+    racing it to the server (a local Cog server predicts one at a time), and only
+    says 'running' once it has the model."""
+    first = engine.submit(Job(IDENTITY, {"image": picture(), "delay": 1.5}))
+    assert wait_until(lambda: first.state is JobState.RUNNING, 120)
+    second = engine.submit(Job(IDENTITY, {"image": picture()}))
+    events = events_of(engine, [first, second], timeout=120)
+    assert first.state is second.state is JobState.DONE
+    order = [(e.job_id, e.state) for e in events
+             if isinstance(e, (Status, Done)) and e.state in (JobState.RUNNING, JobState.DONE)]
+    assert order.index((first.id, JobState.DONE)) < order.index((second.id, JobState.RUNNING))
+    assert engine.pool.start_count(IDENTITY) == 1

@@ -51,6 +51,9 @@ class PooledSession:
     retired: bool = False
     listeners: dict = field(default_factory=dict)  # job id -> emit, while waiting for the start
     started_by: str = ""  # the job whose acquire started it
+    # One run at a time per session: a local Cog server predicts one at a time and
+    # answers a second request "409 at capacity"; queued here, runs keep their order.
+    busy: threading.Lock = field(default_factory=threading.Lock)
 
     def starts_by_this_job(self, job_id: str) -> bool:
         return self.started_by == job_id

@@ -199,10 +199,13 @@ class JobQueue:
                     handle.result = JobResult(job.id, {}, session_starts=entry.starts,
                                               seconds=time.monotonic() - handle.submitted)
                     return self._finish(handle, JobState.DONE, f"{job.label}: started")
+                if inputs is None:  # while an earlier run may still hold the model
+                    inputs = resolve_inputs(job.inputs)
+                while not entry.busy.acquire(timeout=0.05):
+                    if cancel.is_set():
+                        raise Cancelled("Cancelled while waiting for the model.")
                 handle.state = JobState.RUNNING
                 self._emit(Status(job.id, JobState.RUNNING, f"{job.label}: running"))
-                if inputs is None:
-                    inputs = resolve_inputs(job.inputs)
                 t0 = time.monotonic()
                 try:
                     result = entry.client.run(inputs, job.command, run_id=job.id,
@@ -217,6 +220,9 @@ class JobQueue:
                                                "stopped; starting it again"))
                     self.pool.release(entry, broken=True)
                     entry = None
+                finally:
+                    if entry is not None:
+                        entry.busy.release()
             run_seconds = time.monotonic() - t0
             outputs = result.outputs
             if job.outputs is not None:
