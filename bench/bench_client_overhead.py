@@ -54,7 +54,7 @@ def timed(fn) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def bench_case(url: str, values: dict, n: int, shared_dir=None) -> dict:
+def bench_case(url: str, values: dict, n: int, shared_dir=None, warmup: int = 2) -> dict:
     client = CogClient(url, shared_dir=shared_dir)
     cmd = client.spec().command()
     ctx = WireContext(protocol="cog", shared_dir=shared_dir)
@@ -62,41 +62,63 @@ def bench_case(url: str, values: dict, n: int, shared_dir=None) -> dict:
     session = requests.Session()
     busy: list = []
     times = {"bare": [], "raw": [], "run": []}
-    for i in range(n + 2):  # two warm-up rounds, not counted
+    for i in range(n + warmup):  # warm-up rounds, not counted
         row = {"bare": timed(lambda: bare_post(session, url, wire, busy)),
                "raw": timed(lambda: client.predict_raw(wire)),
                "run": timed(lambda: client.run(values))}
-        if i >= 2:
+        if i >= warmup:
             for k, v in row.items():
                 times[k].append(v)
     client.close()
     session.close()
     med = {k: statistics.median(v) for k, v in times.items()}
     med["busy_409"] = len(busy)
+    med["samples"] = times
     return med
+
+
+CASES = (("list_out", "small text input", {"prompt": "a b c"}, False),
+         ("image", "1920x1080 image, data URI", "frame", False),
+         ("image", "1920x1080 image, shared path", "frame", True))
+
+
+def run_cases(n: int, cases=CASES, warmup: int = 2) -> list:
+    """(label, medians and samples) per case, one real Cog server at a time."""
+    venv = envs.ensure(envs.COG).parent.parent
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    rows = []
+    for model, label, values, shared in cases:
+        values = {"image": frame} if values == "frame" else values
+        server = CogServer(venv, MODELS / model)
+        try:
+            server.wait_settled()
+            with tempfile.TemporaryDirectory(prefix="cog-bench-") as shared_dir:
+                rows.append((label, bench_case(server.url, values, n,
+                                               shared_dir if shared else None)))
+        finally:
+            server.stop()
+    return rows
+
+
+def collect(bench, quick: bool = False) -> None:
+    """Client figures for ``build.py bench`` (bench/figures.py), each against a bare
+    ``requests`` POST of the same payload to the same server in the same run."""
+    n = 3 if quick else 20
+    (_, text), (_, uri), (_, path) = run_cases(n, warmup=1 if quick else 2)
+    note = f"n={n}"
+    bench.add("client.text", text["samples"]["raw"], text["samples"]["bare"], "bare POST", note)
+    bench.add("client.image_uri", uri["samples"]["raw"], uri["samples"]["bare"], "bare POST",
+              note)
+    bench.add("client.image_run", path["samples"]["run"], path["samples"]["bare"],
+              "bare POST", note)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=20, help="repetitions per case")
     args = ap.parse_args()
-    venv = envs.ensure(envs.COG).parent.parent
-    rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    rows = []
-    for model, label, values, shared in (
-        ("list_out", "small text input", {"prompt": "a b c"}, False),
-        ("image", "1920x1080 image, data URI", {"image": frame}, False),
-        ("image", "1920x1080 image, shared path", {"image": frame}, True),
-    ):
-        server = CogServer(venv, MODELS / model)
-        try:
-            server.wait_settled()
-            with tempfile.TemporaryDirectory(prefix="cog-bench-") as shared_dir:
-                rows.append((label, bench_case(server.url, values, args.n,
-                                               shared_dir if shared else None)))
-        finally:
-            server.stop()
+    rows = run_cases(args.n)
     print(f"median of {args.n} runs, ms (bare = requests POST baseline, same server, "
           "same payload)")
     print(f"{'case':32} {'bare':>8} {'raw':>8} {'run':>8} {'raw-bare':>9} {'run-bare':>9}"

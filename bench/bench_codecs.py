@@ -91,6 +91,49 @@ def run(sizes, repeat: int) -> dict:
     return {"rows": rows, "totals": totals}
 
 
+def samples_of(fn, repeat: int) -> list:
+    """Milliseconds of each of ``repeat`` calls (after one unmeasured warm-up)."""
+    fn()
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000.0)
+    return out
+
+
+def collect(bench, quick: bool = False) -> None:
+    """The codec figures for ``build.py bench`` (bench/figures.py): per frame size,
+    Blender float -> sRGB against a numpy copy of the float pixels, and PNG level 0
+    (the default) encode + decode as a data URI and as a shared-folder file against a
+    numpy copy of the 8-bit pixels. ``quick``: half-size frames, 2 repetitions."""
+    repeat = 2 if quick else 5
+    sizes = [(960, 540, "1080p"), (1920, 1080, "4k")] if quick else \
+        [(1920, 1080, "1080p"), (3840, 2160, "4k")]
+    with tempfile.TemporaryDirectory() as shared:
+        for w, h, tag in sizes:
+            note = f"{w}x{h}, n={repeat}"
+            pixels = frame(w, h)
+            srgb = codecs.image_from_blender(pixels, w, h)
+            img8 = codecs.to_bit_depth(srgb, 8)
+            bench.add(f"codecs.srgb.{tag}",
+                      samples_of(lambda: codecs.image_from_blender(pixels, w, h), repeat),
+                      samples_of(lambda: pixels.copy(), repeat), "numpy copy", note,
+                      size=[w, h])
+            copy8 = samples_of(lambda: img8.tobytes(), repeat)
+            field = ImageField(name="frame", channels=4)
+            for key, ctx in (("png0_uri", codecs.WireContext(protocol="runway",
+                                                             png_compress_level=0)),
+                             ("png0_file", codecs.WireContext(protocol="cog",
+                                                              png_compress_level=0,
+                                                              shared_dir=shared))):
+                def round_trip():
+                    wire = codecs.encode_value(field, img8, ctx)
+                    codecs.decode_value(field, wire, ctx)
+                bench.add(f"codecs.{key}.{tag}", samples_of(round_trip, repeat), copy8,
+                          "numpy copy", note, size=[w, h])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)

@@ -113,6 +113,44 @@ RUNTIMES: dict[str, Callable[[Path, argparse.Namespace], Sample]] = {
 }
 
 
+DEFAULT_MODEL = ROOT / "tests" / "runtime_models" / "echo"
+DEFAULT_ENV_ROOT = ROOT / ".cache" / "model-envs"
+
+
+def measure(names: list[str], n: int, model: Path = DEFAULT_MODEL,
+            env_root: Path = DEFAULT_ENV_ROOT) -> dict[str, list[Sample]]:
+    """``n`` interleaved repetitions of each runtime in ``names`` (the environment is
+    built first, untimed)."""
+    model = Path(model).resolve()
+    args = argparse.Namespace(env_root=Path(env_root))
+    with tempfile.TemporaryDirectory() as tmp:
+        args.runtime_dir = Path(tmp) / "runtime"
+        ModelEnvironment(model, args.env_root).ensure()  # not part of a cold start
+        samples: dict[str, list[Sample]] = {name: [] for name in names}
+        for _ in range(n):
+            for name in names:
+                samples[name].append(RUNTIMES[name](model, args))
+    return samples
+
+
+def add_figures(bench, samples: dict, note: str) -> None:
+    """cold.<runtime> figures: each runtime's cold start against its own bare start."""
+    for name, base in BASELINES.items():
+        if name in samples and base in samples:
+            bench.add(f"cold.{name}", [x.cold_s * 1000 for x in samples[name]],
+                      [x.cold_s * 1000 for x in samples[base]], base, note,
+                      ready_ms=[x.ready_s * 1000 for x in samples[name]],
+                      stop_ms=[x.stop_s * 1000 for x in samples[name]],
+                      baseline_stop_ms=[x.stop_s * 1000 for x in samples[base]])
+
+
+def collect(bench, quick: bool = False) -> None:
+    """The process runtime's cold start for ``build.py bench`` (bench/figures.py);
+    bench_cold_start_docker.collect adds the Docker runtime to the same run."""
+    n = 2 if quick else 5
+    add_figures(bench, measure(["bare", "process"], n), f"echo model, n={n}")
+
+
 def _ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:7.0f} ms (min {min(values) * 1000:5.0f})"
 

@@ -97,6 +97,26 @@ cold.RUNTIMES["docker"] = bench_docker
 cold.BASELINES["docker"] = "docker-bare"
 
 
+def collect(bench, quick: bool = False) -> None:
+    """Cold start of the process and Docker runtimes, interleaved in one run, for
+    ``build.py bench`` (bench/figures.py). Without a Docker engine (or when the image
+    cannot be built here) the Docker figure is reported as not measured, with why."""
+    n = 2 if quick else 5
+    model = cold.DEFAULT_MODEL.resolve()
+    names = ["bare", "process"]
+    try:
+        _engine().ping()
+        info = images.build_model_image(model, _tag(model))
+        names += ["docker-bare", "docker"]
+    except Exception as e:  # noqa: BLE001 (any reason Docker cannot run here)
+        bench.skip("cold.docker", f"Docker not usable here: {type(e).__name__}: {e}"[:200])
+        info = None
+    note = f"echo model, n={n}"
+    if info:
+        note += f"; image {'reused' if info['reused'] else 'built'}"
+    cold.add_figures(bench, cold.measure(names, n, model), note)
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(add_help=False)

@@ -136,7 +136,35 @@ def bench_model(name: str, n: int, starts: int, work: Path) -> dict:
         session.stop()
     med = statistics.median
     return {"name": name, "size": size, "cold": med(colds), "setup": med(setups),
-            "client": med(runs), "bare": med(bares), "predict": med(predicts), "note": note}
+            "client": med(runs), "bare": med(bares), "predict": med(predicts), "note": note,
+            "runs": runs, "bares": bares}
+
+
+QUICK_MODELS = ("face-detection",)
+
+
+def collect(bench, quick: bool = False) -> None:
+    """Per shelf model, ``client.run()`` per input against a bare POST of the same
+    input files, for ``build.py bench`` (bench/figures.py). ``quick``: one model,
+    2 requests, 1 start; a model whose environment is not built is left out there."""
+    n, starts = (2, 1) if quick else (5, 1)
+    with tempfile.TemporaryDirectory(prefix="runway-bench-models-") as tmp:
+        for name in SHELF:
+            key = f"models.{name}"
+            if quick and name not in QUICK_MODELS:
+                bench.skip(key, "--quick runs " + ", ".join(QUICK_MODELS) + " only")
+                continue
+            if quick and not ProcessSession(MODELS / name).environment.path.exists():
+                bench.skip(key, "environment not built (--quick builds nothing)")
+                continue
+            try:
+                r = bench_model(name, n, starts, Path(tmp))
+            except Exception as e:  # noqa: BLE001 (one model failing leaves the others)
+                bench.skip(key, f"{type(e).__name__}: {e}"[:200])
+                continue
+            bench.add(key, r["runs"], r["bares"], "bare POST",
+                      f"n={n}; {r['note'] or '512x512 photo'}", predict_s=r["predict"],
+                      cold_s=r["cold"], env_bytes=r["size"])
 
 
 def main(argv: list[str]) -> int:

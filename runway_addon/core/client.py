@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
+from .errors import UsageError
 from .protocols.base import ModelClient
 from .protocols.detect import detect_protocol
 from .spec import Protocol
@@ -54,9 +55,20 @@ def connect(url: str, *, token: Optional[str] = None,
     Replicate sees no local folder, so ``shared_dir`` must stay None.
     Other ``options`` go to the client class as they are.
     """
-    if protocol is not None and Protocol(protocol) is Protocol.REPLICATE:
+    if protocol is not None:
+        try:
+            protocol = Protocol(protocol)
+        except ValueError:
+            known = ", ".join(p.value for p in Protocol)
+            raise UsageError(f"Unknown protocol {str(protocol)[:40]!r}.",
+                             hint=f"Use one of: {known}, or None to detect it.") from None
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        raise UsageError(f"The timeout must be a positive number of seconds, not "
+                         f"{str(timeout)[:40]!r}.", hint="Pass timeout=600 or similar.")
+    if protocol is Protocol.REPLICATE:
         if shared_dir is not None:
-            raise ValueError("Replicate cannot read a shared folder; leave shared_dir unset")
+            raise UsageError("Replicate cannot read a shared folder.",
+                             hint="Leave shared_dir unset for Replicate.")
         from .protocols.replicate import ReplicateClient
 
         return ReplicateClient(url, token=token, timeout=timeout, **options)

@@ -43,7 +43,10 @@ from .errors import CodecError, RunwayError
 # bytes cost more than CPU, e.g. a remote server.
 DEFAULT_PNG_COMPRESS_LEVEL = 0
 DEFAULT_JPEG_QUALITY = 95
-MAX_NAME_LENGTH = 120
+# File names: at most this many bytes in UTF-8 (the limit of ext4, APFS, NTFS
+# components), extension kept. MAX_NAME_LENGTH is the same limit (kept for callers).
+MAX_NAME_BYTES = 255
+MAX_NAME_LENGTH = MAX_NAME_BYTES
 # Refuse to decode more than this many pixels (a decompression bomb guard; 16k x 16k).
 MAX_PIXELS = 16384 * 16384
 
@@ -119,18 +122,46 @@ def safe_filename(name: Any, default: str = "file") -> str:
         stem, ext = name, ""
     if stem.upper() in _RESERVED:
         name = "_" + name
-    if len(name) > MAX_NAME_LENGTH:
-        ext = ext[:16]
-        keep = MAX_NAME_LENGTH - (len(ext) + 1 if ext else 0)
-        name = (name[:keep].rstrip(" .") or default) + ("." + ext if ext else "")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        ext = _cut_bytes(ext, 16) if len(ext.encode("utf-8")) <= 16 else ""
+        keep = MAX_NAME_BYTES - (len(ext.encode("utf-8")) + 1 if ext else 0)
+        base = name[:-(len(ext) + 1)] if ext and name.endswith("." + ext) else name
+        name = (_cut_bytes(base, keep).rstrip(" .") or default) + ("." + ext if ext else "")
     return name
+
+
+def _cut_bytes(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` that is at most ``limit`` bytes in UTF-8,
+    never splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def _field_extension(field) -> str:
+    """The extension a file field asks for: Runway's ``extension``, else the first
+    ``.ext`` or MIME type in a Cog ``accept`` list ("" when it says nothing)."""
+    ext = getattr(field, "extension", None)
+    if isinstance(ext, str) and ext.strip(". "):
+        return "." + ext.strip().lstrip(".")[:16]
+    accept = getattr(field, "accept", None) or ""
+    for part in str(accept).split(","):
+        part = part.strip().lower()
+        if part.startswith(".") and len(part) > 1:
+            return part[:17]
+        if "/" in part and not part.endswith("/*"):
+            guessed = mimetypes.guess_extension(part)
+            if guessed:
+                return guessed
+    return ""
 
 
 def write_unique(directory: str, name: str, data: bytes) -> str:
     """Create ``directory/name`` (never overwriting: a random prefix is added when taken)."""
     name = safe_filename(name)
     for attempt in range(20):
-        candidate = name if attempt == 0 else f"{uuid.uuid4().hex[:8]}-{name}"
+        candidate = name if attempt == 0 else safe_filename(f"{uuid.uuid4().hex[:8]}-{name}")
         path = os.path.join(directory, candidate)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
@@ -772,8 +803,10 @@ def _choice(field, value: Any, name: str) -> Any:
 def _encode_file(field, value: Any, ctx: WireContext, name: str) -> str:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if isinstance(value, bytes):
-        value = FileValue(name=safe_filename(name, "input"), data=value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # Bare bytes have no name: take the extension the field asks for.
+        value = FileValue(name=safe_filename(safe_filename(name, "input")
+                                             + _field_extension(field)), data=bytes(value))
     if isinstance(value, str):
         if ctx.protocol != "cog" or re.match(r"(?i)(https?|ftp|data):", value):
             return value  # Runway: a path inside the container or a URL; Cog: a URL

@@ -14,6 +14,7 @@ servers themselves do; the ``channels`` rule only refuses arrays that are no ima
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from .codecs import (FileValue, describe, image_array, label_ids, segmentation_ids)
-from .errors import CodecError, FieldIssue, SpecValidationError
+from .errors import CodecError, FieldIssue, SpecValidationError, register_secret
 
 
 class _Missing:
@@ -168,9 +169,90 @@ def _check_number(field, value, issues: _Issues) -> None:
                                       f"{step!r}")
 
 
+# --------------------------------------------------------------------------- server patterns
+
+MAX_PATTERN_LENGTH = 1000
+# Backtracking steps a pattern check may cost, estimated as len(text) ** (unbounded
+# repeats + 1 for an unanchored search): about 0.1 s of CPU at most.
+PATTERN_STEP_BUDGET = 10 ** 7
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern_cost(pattern: str) -> Optional[tuple]:
+    """(compiled pattern, exponent) for a pattern that is safe to run, or None for one
+    that is too long, broken, or may backtrack catastrophically (a repeat inside a
+    repeat, a back-reference)."""
+    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_LENGTH:
+        return None
+    try:
+        compiled = re.compile(pattern)
+        from re import _parser  # Python 3.11+
+        from re import _constants as C
+        tree = _parser.parse(pattern)
+    except (re.error, ImportError, RecursionError, OverflowError, ValueError, MemoryError):
+        return None
+    repeats = (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None))
+    unbounded = 0
+
+    def walk(items, inside_repeat: bool) -> bool:
+        nonlocal unbounded
+        for op, av in items:
+            if op in (C.GROUPREF, C.GROUPREF_EXISTS):
+                return False
+            if op in repeats and op is not None:
+                lo, hi, sub = av
+                big = hi is C.MAXREPEAT or hi > 100
+                if big:
+                    if inside_repeat:
+                        return False  # (a+)+ and friends
+                    unbounded += 1
+                if not walk(sub, inside_repeat or big):
+                    return False
+            elif op is C.SUBPATTERN:
+                if not walk(av[-1], inside_repeat):
+                    return False
+            elif op is C.BRANCH:
+                if inside_repeat:
+                    # (a|aa)* backtracks exponentially; alternatives that start with
+                    # distinct literals ((foo|bar)*) cannot overlap.
+                    firsts = [alt[0] if len(alt) else None for alt in av[1]]
+                    if any(f is None or f[0] is not C.LITERAL for f in firsts) \
+                            or len({f[1] for f in firsts}) != len(firsts):
+                        return False
+                for alt in av[1]:
+                    if not walk(alt, inside_repeat):
+                        return False
+            elif op in (C.ASSERT, C.ASSERT_NOT):
+                if not walk(av[1], inside_repeat):
+                    return False
+        return True
+
+    try:
+        if not walk(list(tree), False):
+            return None
+    except (RecursionError, TypeError, ValueError):
+        return None
+    anchored = bool(tree) and tree[0] == (C.AT, C.AT_BEGINNING)
+    return compiled, unbounded + (0 if anchored else 1)
+
+
+def pattern_checker(pattern: str, length: int):
+    """The compiled ``pattern`` when checking a text of ``length`` characters stays
+    within PATTERN_STEP_BUDGET, else None (not checked here)."""
+    found = _pattern_cost(pattern)
+    if found is None:
+        return None
+    compiled, exponent = found
+    if exponent and max(length, 1) ** exponent > PATTERN_STEP_BUDGET:
+        return None
+    return compiled
+
+
 def _check_text(field, value, issues: _Issues) -> None:
     if field.type == "secret" and hasattr(value, "get_secret_value"):
         value = value.get_secret_value()
+    if field.type == "secret":
+        register_secret(value)  # never shown in an error, even when a server echoes it
     shown = _show(field, value)
     if not isinstance(value, str):
         issues.add(value, "type", f"{shown} is not text")
@@ -184,10 +266,13 @@ def _check_text(field, value, issues: _Issues) -> None:
         issues.add(value, "max_length", f"{shown} is longer than {field.max_length} "
                                         "characters")
     if field.pattern:
+        compiled = pattern_checker(field.pattern, len(value))
         try:
-            matches = re.search(field.pattern, value) is not None  # JSON Schema: unanchored
-        except re.error:
-            matches = True  # the model's own pattern is broken: nothing to hold against it
+            # JSON Schema: unanchored. None: a pattern too costly (or broken) to run here
+            # on a text this long; the server still checks it.
+            matches = True if compiled is None else compiled.search(value) is not None
+        except (re.error, RecursionError, MemoryError):
+            matches = True
         if not matches:
             issues.add(value, "pattern", f"{shown} does not match the pattern "
                                          f"{field.pattern!r}")

@@ -8,18 +8,32 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
-from ..errors import Cancelled, ModelNotReady
-from ..spec import ModelSpec, Protocol
+from ..errors import Cancelled, ModelNotReady, UnknownCommand
+from ..spec import Command, ModelSpec, Protocol
+from .http import MAX_BODY_BYTES, clean_token
 
-
-MAX_BODY_BYTES = 1 << 30  # an answer larger than this is refused, not read into memory
 _CHUNK = 1 << 20
 
 
+def command_of(spec: ModelSpec, name: Optional[str]) -> Command:
+    """The named command (the first when None); UnknownCommand, naming what the model
+    offers, before anything is sent."""
+    if name is None:
+        if not spec.commands:
+            raise UnknownCommand("(default)", [])
+        return spec.commands[0]
+    if not isinstance(name, str):
+        raise UnknownCommand(repr(name), [c.name for c in spec.commands])
+    for cmd in spec.commands:
+        if cmd.name == name:
+            return cmd
+    raise UnknownCommand(name, [c.name for c in spec.commands])
+
+
 def read_body(r, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The body of a ``stream=True`` response, read in 1 MB chunks (requests' own
-    ``.content`` reads 10 kB at a time: 85 ms for an 11 MB prediction answer) and
-    bounded by ``limit``. Leaves it in ``r.content`` for the usual accessors."""
+    """The body of a ``stream=True`` response, read in 1 MB chunks and bounded by
+    ``limit``. Kept for callers outside the protocols; the clients use
+    ``http.call``, which also holds an overall deadline."""
     import requests
 
     from ..errors import ConnectionFailed, ServerError
@@ -33,7 +47,7 @@ def read_body(r, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
                 raise ServerError(f"{what}: the answer is larger than {limit >> 20} MB.",
                                   status=r.status_code, hint="Check the server.")
             parts.append(chunk)
-    except requests.RequestException as e:
+    except (requests.RequestException, OSError, ValueError) as e:
         raise ConnectionFailed(f"{what}: the answer was cut off ({type(e).__name__}).",
                                hint="Check that the server is still running.",
                                details=str(e)) from e
@@ -78,15 +92,16 @@ class ModelClient(ABC):
 
     def __init__(self, url: str, *, token: Optional[str] = None, timeout: float = 600.0,
                  shared_dir: Optional[str] = None):
-        self.url = url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
+        self.url = str(url).rstrip("/")
+        self.token = clean_token(token)  # refuses a token with a line break inside
+        self.timeout = float(timeout)
         # A folder both this process and the server see under the same path:
         # large files then travel as bare paths instead of base64.
         self.shared_dir = shared_dir
 
     @abstractmethod
-    def health(self) -> Health: ...
+    def health(self, timeout: Optional[float] = None) -> Health:
+        """The server's state now; ``timeout`` bounds this one check."""
 
     def wait_until_ready(self, timeout: float = 300.0, *,
                          cancel_event: Optional[threading.Event] = None,
@@ -99,7 +114,8 @@ class ModelClient(ABC):
         deadline = time.monotonic() + timeout
         delay = first_delay
         while True:
-            h = self.health()
+            h = self.health(timeout=max(0.05, min(getattr(self, "health_timeout", 5.0),
+                                                  deadline - time.monotonic())))
             if h.state in (HealthState.READY, HealthState.BUSY):
                 return h
             if h.state in (HealthState.SETUP_FAILED, HealthState.DEFUNCT, HealthState.UNHEALTHY):

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
-import requests
-
-from ..errors import AuthError, ConnectionFailed, ServerError
+from ..errors import AuthError, BadAnswer, ConnectionFailed, ServerError, TimedOut
 from ..spec import Protocol
+from . import http
 
 __all__ = ["detect_protocol"]
 
@@ -39,28 +38,51 @@ def detect_protocol(url: str, token: Optional[str] = None, timeout: float = 5.0)
     server wants a token, and ServerError when something answers that is none
     of the known model servers.
     """
-    base = url.rstrip("/")
-    if not urlsplit(base).scheme:
-        raise ConnectionFailed(f"{url!r} is not a URL.", hint="Write it as http://host:port.")
+    base = str(url).rstrip("/")
+    try:
+        scheme = urlsplit(base).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https"):
+        raise ConnectionFailed(f"{str(url)[:200]!r} is not a URL.",
+                               hint="Write it as http://host:port.")
+    token = http.clean_token(token)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # One overall deadline for every probe together: a slow server cannot
+    # multiply the timeout by the number of probes.
+    deadline = http.Deadline(timeout * 2)
+    session = http.make_session()
     answered: list[str] = []  # what answered, for the "unknown server" message
     errors: list[str] = []
 
     def probe(path: str) -> Any:
+        if deadline.expired():
+            errors.append(f"GET {path or '/'}: not tried (out of time)")
+            return None
         try:
-            r = requests.get(base + path, headers=headers, timeout=timeout)
-        except requests.RequestException as exc:
-            errors.append(f"GET {path or '/'}: {exc}")
+            r = http.call(session, "GET", base + path, what=f"GET {path or '/'}",
+                          deadline=deadline.within(timeout), headers=headers,
+                          limit=http.MAX_META_BYTES, connect_timeout=timeout)
+        except TimedOut as exc:
+            answered.append(f"GET {path or '/'}: no answer in time")
+            errors.append(exc.message)
+            return None
+        except (ConnectionFailed, BadAnswer) as exc:
+            errors.append(exc.message)
             return None
         answered.append(f"GET {path or '/'} -> {r.status_code}")
         if r.status_code in (401, 403):
             raise AuthError(f"The server at {url} wants an access token ({r.status_code}).",
                             status=r.status_code, hint="Set the token for this endpoint.")
-        try:
-            return r.json()
-        except ValueError:
-            return None
+        return r.json_or_none()
 
+    try:
+        return _detect(url, base, probe, answered, errors)
+    finally:
+        session.close()
+
+
+def _detect(url, base, probe, answered, errors) -> Protocol:
     if urlsplit(base).path.endswith("/v1"):
         found = _classify(probe("/"))
         if found is not None:

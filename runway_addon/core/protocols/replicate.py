@@ -33,18 +33,20 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
 from ..codecs import WireContext, decode_value, encode_value, parse_data_uri
-from ..errors import (AuthError, Cancelled, ConnectionFailed, FieldIssue, RunwayError,
-                      ServerError, SpecValidationError)
+from ..errors import (AuthError, BadAnswer, Cancelled, ConnectionFailed, FieldIssue,
+                      RunwayError, ServerError, SpecValidationError, TimedOut)
 from ..spec import Command, ModelSpec, Protocol
 from ..tokens import mask
 from ..validation import validate_inputs
-from .base import Health, HealthState, ModelClient, RunResult
+from . import http
+from .base import Health, HealthState, ModelClient, RunResult, command_of
 from .cog import SINGLE_OUTPUT, spec_from_openapi
+from .http import Deadline, Reply
 
 __all__ = ["ReplicateClient", "ModelRef", "parse_model_ref", "PredictionTracker", "Usage",
            "DEFAULT_BASE_URL", "TOKEN_HINT", "is_loopback"]
@@ -108,9 +110,7 @@ def is_loopback(host: Optional[str]) -> bool:
 
 
 def _origin(url: str) -> tuple[str, str, Optional[int]]:
-    parts = urlsplit(url)
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
+    return http.origin(url)
 
 
 # --------------------------------------------------------------------------- usage
@@ -158,7 +158,8 @@ class PredictionTracker:
             if prediction.get("status") in TERMINAL and pid not in self._counted:
                 self._counted.add(pid)
                 self._runs += 1
-                seconds = (prediction.get("metrics") or {}).get("predict_time")
+                metrics = prediction.get("metrics")
+                seconds = metrics.get("predict_time") if isinstance(metrics, Mapping) else None
                 if isinstance(seconds, (int, float)):
                     self._predict_time += float(seconds)
 
@@ -177,32 +178,18 @@ class PredictionTracker:
 
 # --------------------------------------------------------------------------- helpers
 
-def _json(r: requests.Response) -> Any:
-    try:
-        return r.json()
-    except ValueError:
-        return None
+def _json(r: Reply) -> Any:
+    return r.json_or_none()
 
 
-def _retry_after(r: requests.Response) -> Optional[float]:
+def _retry_after(r: Reply) -> Optional[float]:
     """Seconds from a Retry-After header (Replicate sends whole seconds)."""
-    try:
-        return max(0.0, float(r.headers.get("Retry-After", "")))
-    except ValueError:
-        return None
+    return http.retry_after(r.headers)
 
 
-def _problem_text(body: Any, r: requests.Response) -> str:
+def _problem_text(body: Any, r: Reply) -> str:
     """The message of Replicate's problem+json answers ({title, detail, status})."""
-    if isinstance(body, Mapping):
-        detail = body.get("detail")
-        if isinstance(detail, str) and detail:
-            return detail
-        if isinstance(body.get("title"), str):
-            return body["title"]
-        if isinstance(body.get("error"), str):
-            return body["error"]
-    return (r.text or r.reason or "").strip()[:500]
+    return http.error_text(body, r, keys=("detail", "title", "error"))
 
 
 # --------------------------------------------------------------------------- client
@@ -243,7 +230,7 @@ class ReplicateClient(ModelClient):
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
         self.tracker = tracker or PredictionTracker()
-        self._session = session or requests.Session()
+        self._session = http.watch_session(session or requests.Session())
         self._model: Optional[dict] = None
         self._version: Optional[dict] = None
         self._spec: Optional[ModelSpec] = None
@@ -262,30 +249,43 @@ class ReplicateClient(ModelClient):
 
     def _request(self, method: str, path: str, *, timeout: Optional[float] = None,
                  cancel_event: Optional[threading.Event] = None,
-                 headers: Optional[Mapping[str, str]] = None, **kwargs) -> requests.Response:
-        """One API request (path under the base URL), retried on 429."""
+                 headers: Optional[Mapping[str, str]] = None,
+                 deadline: Optional[Deadline] = None, json: Any = None, files: Any = None,
+                 limit: int = http.MAX_BODY_BYTES) -> Reply:
+        """One API request (path under the base URL), retried on 429; each attempt
+        bounded by ``timeout`` and all of them by ``deadline``."""
         if not self.token:
             raise AuthError("No Replicate API token is set.", hint=TOKEN_HINT)
         url = self.url + path
         all_headers = {"Accept": "application/json", "Authorization": f"Bearer {self.token}",
                        **(headers or {})}
-        read_timeout = timeout or self.request_timeout
+        per_call = timeout or self.request_timeout
+        deadline = deadline or Deadline(per_call * (self.max_retries + 1)
+                                        + self.max_retry_wait * self.max_retries)
         for attempt in range(self.max_retries + 1):
             try:
-                r = self._session.request(method, url, headers=all_headers,
-                                          timeout=(self.connect_timeout, read_timeout), **kwargs)
-            except requests.Timeout as exc:
-                raise ConnectionFailed(f"Replicate did not answer {method} {path} in time.",
-                                       hint="Check the network, or try again later.",
-                                       details=self._scrub(str(exc))) from exc
-            except requests.RequestException as exc:
+                r = http.call(self._session, method, url, what=f"Replicate ({method} {path})",
+                              deadline=deadline.within(per_call), headers=all_headers,
+                              json_body=json, files=files, limit=limit,
+                              connect_timeout=self.connect_timeout)
+            except TimedOut as exc:
+                raise TimedOut(f"Replicate did not answer {method} {path} in time.",
+                               hint="Check the network, or try again later.",
+                               details=exc.details) from None
+            except Cancelled:
+                raise Cancelled("The run was cancelled.") from None
+            except BadAnswer:
+                raise
+            except ConnectionFailed as exc:
                 raise ConnectionFailed(f"Cannot reach Replicate at {self.url}.",
                                        hint="Check the network connection.",
-                                       details=self._scrub(str(exc))) from exc
+                                       details=exc.details) from None
             if r.status_code != 429 or attempt == self.max_retries:
                 return r
             delay = _retry_after(r)
             delay = min(self.max_retry_wait, 2.0 ** attempt if delay is None else delay)
+            if delay >= deadline.left():
+                return r  # no time left for another attempt: reported as throttled
             log.info("Replicate throttled %s %s (429); retry %d of %d in %.1f s", method, path,
                      attempt + 1, self.max_retries, delay)
             if cancel_event is not None:
@@ -295,15 +295,17 @@ class ReplicateClient(ModelClient):
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _check(self, r: requests.Response, what: str) -> dict:
+    def _check(self, r: Reply, what: str) -> dict:
         """The JSON body of a successful answer, or the error a person can act on."""
-        body = _json(r)
         status = r.status_code
         if 200 <= status < 300:
+            body = r.json()  # typed: not JSON, too deep
             if not isinstance(body, Mapping):
-                raise ServerError(f"Replicate's answer for {what} is not JSON.", status=status,
-                                  details=self._scrub(r.text[:2000]))
+                raise BadAnswer(f"Replicate's answer for {what} is not a JSON object.",
+                                status=status, details=self._scrub(r.text[:2000]),
+                                hint="Check the API address (base_url).")
             return dict(body)
+        body = _json(r)
         text = self._scrub(_problem_text(body, r))
         details = self._scrub(r.text[:4000])
         if status == 401:
@@ -332,7 +334,7 @@ class ReplicateClient(ModelClient):
         fields = body.get("invalid_fields") if isinstance(body, Mapping) else None
         name = None
         if isinstance(fields, list) and fields and isinstance(fields[0], Mapping):
-            name = str(fields[0].get("field") or "") or None
+            name = str(fields[0].get("field") or "")[:100] or None
             if name and name.startswith("input."):
                 name = name[len("input."):]
         return ServerError(f"Replicate rejected the input: {text}", status=422, field=name,
@@ -340,25 +342,25 @@ class ReplicateClient(ModelClient):
 
     def _fetch(self, url: str) -> bytes:
         """Download an output file (the codecs call this for http(s) outputs)."""
-        scheme, host, _ = _origin(url)
-        allowed = scheme == "https" or (scheme == "http" and self._local_http and is_loopback(host))
-        if not allowed:
-            raise ServerError(f"Refusing to download the output {url[:200]}: not https.",
-                              hint="Replicate's outputs are https URLs; this answer is unusual.")
-        headers = {}
-        if self._own(url) and self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        def allow(hop: str) -> Optional[str]:
+            scheme, host, _ = _origin(hop)
+            if scheme == "https" or (scheme == "http" and self._local_http and is_loopback(host)):
+                return None
+            return "not https"
+
+        if allow(url):  # the first address: the message tests and users know
+            raise BadAnswer(f"Refusing to download the output {http._short(url)}: not https.",
+                            hint="Replicate's outputs are https URLs; this answer is unusual.")
         try:
-            r = self._session.get(url, headers=headers,
-                                  timeout=(self.connect_timeout, self.timeout))
-        except requests.RequestException as exc:
-            raise ConnectionFailed(f"Cannot download the output file {url[:200]}.",
-                                   details=self._scrub(str(exc))) from exc
-        if r.status_code >= 400:
-            raise ServerError(f"Downloading the output file {url[:200]} failed "
-                              f"({r.status_code}).", status=r.status_code,
-                              hint="Replicate keeps outputs for a limited time; run again.")
-        return r.content
+            return http.fetch(self._session, url, what="Downloading a Replicate output",
+                              deadline=getattr(self, "_fetch_deadline", None)
+                              or Deadline(self.timeout),
+                              token=self.token, token_origin=self.url, allow=allow,
+                              connect_timeout=self.connect_timeout)
+        except ServerError as exc:
+            if exc.status and exc.status >= 400 and not isinstance(exc, BadAnswer):
+                exc.hint = "Replicate keeps outputs for a limited time; run again."
+            raise
 
     # ---------------------------------------------------------------- model, spec, health
 
@@ -370,12 +372,19 @@ class ReplicateClient(ModelClient):
             dep = self._check(self._request("GET", f"/v1/deployments/{ref.path}"),
                               f"deployment {ref.owner}/{ref.name}")
             release = dep.get("current_release") or {}
-            if not release.get("model"):
+            if not isinstance(release, Mapping) or not isinstance(release.get("model"), str) \
+                    or not release.get("model"):
                 raise ServerError(f"The Replicate deployment {ref} has no release yet.",
                                   hint="Create a release of the deployment on Replicate.")
             version = release.get("version")
-            model_ref = parse_model_ref(f"{release['model']}:{version}" if version
-                                        else str(release["model"]))
+            version = version if isinstance(version, str) else None
+            try:
+                model_ref = parse_model_ref(f"{release['model']}:{version}" if version
+                                            else str(release["model"]))
+            except RunwayError:
+                raise BadAnswer(f"The Replicate deployment {ref} names a model that is not a "
+                                "model reference.", hint="Check the deployment on Replicate.",
+                                details=str(release)[:500]) from None
         else:
             model_ref = ref
         model = self._check(self._request("GET", f"/v1/models/{model_ref.path}"),
@@ -387,10 +396,10 @@ class ReplicateClient(ModelClient):
                 f"version {model_ref.version} of {model_ref.owner}/{model_ref.name}")
         else:
             version = model.get("latest_version") or {}
-            if not version:
+            if not isinstance(version, Mapping) or not version:
                 raise ServerError(f"The Replicate model {ref} has no published version.",
                                   hint="Choose another model, or pin a version.")
-        return model, version
+        return model, dict(version)
 
     def _ensure_loaded(self) -> tuple[dict, dict]:
         if self._model is None or self._version is None:
@@ -460,7 +469,8 @@ class ReplicateClient(ModelClient):
                           cancel_event=cancel_event,
                           files={"content": (filename, data, content_type)})
         body = self._check(r, f"the upload of {filename}")
-        url = (body.get("urls") or {}).get("get")
+        urls = body.get("urls")
+        url = urls.get("get") if isinstance(urls, Mapping) else None
         if not isinstance(url, str):
             raise ServerError("Replicate's answer to a file upload has no urls.get.",
                               details=self._scrub(str(body)[:2000]))
@@ -538,11 +548,12 @@ class ReplicateClient(ModelClient):
             raise box["error"]
         return box["prediction"]
 
-    def _get(self, prediction_id: str, cancel_event: Optional[threading.Event]) -> dict:
+    def _get(self, prediction_id: str, cancel_event: Optional[threading.Event],
+             deadline: Optional[Deadline] = None) -> dict:
         # The same address as the prediction's urls.get, built from the base
         # URL so the token only ever goes to the API's origin.
         r = self._request("GET", f"/v1/predictions/{quote(prediction_id)}",
-                          cancel_event=cancel_event)
+                          cancel_event=cancel_event, deadline=deadline)
         return self._check(r, f"prediction {prediction_id}")
 
     def _cancel_quietly(self, prediction: Mapping[str, Any]) -> None:
@@ -561,15 +572,18 @@ class ReplicateClient(ModelClient):
         Cancelled; ``cancel_event`` set -> the prediction is cancelled on
         Replicate and Cancelled raised; over ``timeout`` -> cancelled and
         ServerError."""
-        deadline = time.monotonic() + self.timeout
+        run_deadline = Deadline(self.timeout)
+        deadline = run_deadline.at
         if cancel_event is not None and cancel_event.is_set():
             raise Cancelled("The run was cancelled before it started.")
         if self.tracker.closed:
             raise Cancelled("The Replicate session was stopped.")
         prediction = self._create(wire_input, cancel_event)
-        pid = str(prediction.get("id") or "")
+        pid = prediction.get("id")
+        pid = str(pid)[:200] if isinstance(pid, (str, int)) else ""
         if not pid:
-            raise ServerError("Replicate's prediction answer has no id.",
+            raise BadAnswer("Replicate's prediction answer has no id.",
+                            hint="Check the API address (base_url).",
                               details=self._scrub(str(prediction)[:2000]))
         log.debug("Replicate prediction %s: %s", pid, prediction.get("status"))
         if not self.tracker.add(prediction):
@@ -579,7 +593,7 @@ class ReplicateClient(ModelClient):
             while prediction.get("status") not in TERMINAL:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ServerError(f"The Replicate prediction {pid} did not finish in "
+                    raise TimedOut(f"The Replicate prediction {pid} did not finish in "
                                       f"{self.timeout:g} s; it was cancelled.",
                                       hint="Raise the timeout for long runs.")
                 pause = min(self.poll_interval, left)
@@ -589,7 +603,14 @@ class ReplicateClient(ModelClient):
                                         details=str(prediction.get("logs") or ""))
                 else:
                     time.sleep(pause)
-                prediction = self._get(pid, cancel_event)
+                try:
+                    prediction = self._get(pid, cancel_event, run_deadline)
+                except TimedOut:
+                    if run_deadline.expired():
+                        raise TimedOut(f"The Replicate prediction {pid} did not finish in "
+                                       f"{self.timeout:g} s; it was cancelled.",
+                                       hint="Raise the timeout for long runs.") from None
+                    raise
         finally:
             # Nobody waits for it any more (cancelled, timed out, network lost):
             # cancel it so Replicate stops billing it.
@@ -613,7 +634,7 @@ class ReplicateClient(ModelClient):
 
         ``run_id`` is ignored: Replicate names its predictions; the result's
         ``run_id`` is that name. ``metrics["predict_time"]`` is the billed time."""
-        cmd = self.spec().command(command)
+        cmd = command_of(self.spec(), command)
         values = validate_inputs(cmd.inputs, dict(inputs), protocol="cog")
         ctx = self._context()
         by_name = {f.name: f for f in cmd.inputs}
@@ -625,7 +646,9 @@ class ReplicateClient(ModelClient):
                                             cancel_event)
         prediction = self.predict_raw(wire, cancel_event=cancel_event)
         outputs = self._decode_outputs(cmd, prediction.get("output"), ctx)
-        metrics = {k: float(v) for k, v in (prediction.get("metrics") or {}).items()
+        raw_metrics = prediction.get("metrics")
+        metrics = {str(k): float(v) for k, v in
+                   (raw_metrics.items() if isinstance(raw_metrics, Mapping) else ())
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return RunResult(outputs=outputs, logs=str(prediction.get("logs") or ""),
                          metrics=metrics, run_id=str(prediction["id"]))
@@ -643,8 +666,17 @@ class ReplicateClient(ModelClient):
         else:
             raise ServerError("The Replicate model returned a value its schema does not "
                               "describe.", details=repr(wire)[:2000])
-        return {f.name: None if named.get(f.name) is None else decode_value(f, named[f.name], ctx)
-                for f in cmd.outputs}
+        try:
+            return {f.name: None if named.get(f.name) is None
+                    else decode_value(f, named[f.name], ctx) for f in cmd.outputs}
+        except RunwayError as exc:
+            if not exc.hint:
+                exc.hint = "The model's answer does not fit its own description; check the model (or its schema)."
+            raise
+        except (Exception, RecursionError) as exc:  # noqa: BLE001 (typed below)
+            raise BadAnswer(f"The Replicate model's outputs cannot be read "
+                            f"({type(exc).__name__}).", hint="Check the model's outputs.",
+                            details=str(exc)[:2000]) from None
 
     def cancel(self, run_id: str) -> None:
         """POST /v1/predictions/{id}/cancel; an unknown prediction is no error."""

@@ -10,8 +10,6 @@ shared/protocols/runway-model-sdk.md.
 """
 from __future__ import annotations
 
-import email.utils
-import errno
 import gzip
 import json
 import re
@@ -24,14 +22,16 @@ import requests
 from pydantic import ValidationError
 
 from ..codecs import WireContext, decode_value, encode_value
-from ..errors import (AuthError, Cancelled, ConnectionFailed, FieldIssue, ModelNotReady,
-                      RunwayError, ServerError, SpecValidationError)
+from ..errors import (AuthError, BadAnswer, Cancelled, ConnectionFailed, FieldIssue,
+                      ModelNotReady, RunwayError, ServerError, SpecValidationError, TimedOut)
 from ..spec import (AnyField, ArrayField, BooleanField, CategoryField, Command, FieldSpec,
                     FileField, ImageBoundingBoxField, ImageField, ImageLandmarksField,
                     ImagePointField, ModelSpec, NumberField, Protocol, SegmentationField,
                     TextField, VectorField)
 from ..validation import validate_inputs
-from .base import Health, HealthState, ModelClient, RunResult
+from . import http
+from .base import Health, HealthState, ModelClient, RunResult, command_of
+from .http import Deadline, Reply
 
 __all__ = [
     "field_from_runway", "command_from_runway", "spec_from_meta",
@@ -140,78 +140,92 @@ def field_from_runway(d: Mapping[str, Any]) -> FieldSpec:
         return AnyField(name="value", raw={"value": d})
     try:
         return _build_field(d)
-    except (AttributeError, KeyError, TypeError, ValueError, ValidationError):
-        return AnyField(**_common(d), default=d.get("default"))
+    except (AttributeError, KeyError, TypeError, ValueError, ValidationError, OverflowError,
+            RecursionError, IndexError):
+        try:
+            return AnyField(**_common(d), default=d.get("default"))
+        except (ValidationError, TypeError, ValueError):
+            return AnyField(name=str(d.get("name"))[:100] or "value", raw={})
+
+
+def _list_of(d: Mapping[str, Any], key: str, what: str) -> list:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadAnswer(f"The model's description is not a Runway model's: {what} {key!r} is "
+                        f"{type(value).__name__}, not a list.",
+                        hint="Check that the URL points at a Runway model server.")
+    return value
 
 
 def command_from_runway(d: Mapping[str, Any]) -> Command:
-    return Command(name=str(d.get("name") or "query"),
-                   description=str(d.get("description") or ""),
-                   inputs=[field_from_runway(f) for f in d.get("inputs") or []],
-                   outputs=[field_from_runway(f) for f in d.get("outputs") or []])
+    if not isinstance(d, Mapping):
+        raise BadAnswer(f"The model's description lists a command that is "
+                        f"{type(d).__name__}, not an object.",
+                        hint="Check that the URL points at a Runway model server.")
+    name = d.get("name")
+    try:
+        return Command(name=str(name)[:200] if name else "query",
+                       description=str(d.get("description") or "")[:10_000],
+                       inputs=[field_from_runway(f) for f in _list_of(d, "inputs", "a command's")],
+                       outputs=[field_from_runway(f)
+                                for f in _list_of(d, "outputs", "a command's")])
+    except ValidationError as exc:
+        raise BadAnswer(f"The model's command {str(name)[:80]!r} cannot be read.",
+                        hint="Check the model server.", details=str(exc)[:2000]) from None
 
 
 def spec_from_meta(meta: Mapping[str, Any], protocol: Protocol = Protocol.RUNWAY) -> ModelSpec:
-    """The answer of ``GET /meta`` (or ``GET /``) as a ``ModelSpec``."""
-    return ModelSpec(
-        protocol=protocol,
-        commands=[command_from_runway(c) for c in meta.get("commands") or []],
-        options=[field_from_runway(o) for o in meta.get("options") or []],
-        gpu=meta.get("GPU"),
-        version=meta.get("modelSDKVersion"),
-    )
+    """The answer of ``GET /meta`` (or ``GET /``) as a ``ModelSpec``; BadAnswer when
+    it is not a Runway model's description."""
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("commands"), list):
+        raise BadAnswer("The answer does not describe a Runway model (no list of commands).",
+                        hint="Check that the URL points at a Runway model server.")
+    http.check_depth(meta, "The model's description")
+    gpu, version = meta.get("GPU"), meta.get("modelSDKVersion")
+    try:
+        return ModelSpec(
+            protocol=protocol,
+            commands=[command_from_runway(c) for c in meta["commands"]],
+            options=[field_from_runway(o) for o in _list_of(meta, "options", "its")],
+            gpu=gpu if isinstance(gpu, bool) else None,
+            version=str(version)[:100] if isinstance(version, (str, int, float)) else None,
+        )
+    except ValidationError as exc:
+        raise BadAnswer("The model's description cannot be read as a Runway model.",
+                        hint="Check the model server.", details=str(exc)[:2000]) from None
 
 
 # --------------------------------------------------------------------------- HTTP plumbing
 
-def _refused(exc: BaseException) -> bool:
-    """Whether a requests error was a refused TCP connection (port closed)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ConnectionRefusedError):
-            return True
-        if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
-            return True
-        nested = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-        exc = nested or getattr(exc, "reason", None) or exc.__cause__ or exc.__context__
-    return False
-
-
 def _traceback(body: Any) -> str:
     tb = body.get("traceback") if isinstance(body, dict) else None
     if isinstance(tb, list):
-        return "".join(str(line) for line in tb)
-    return str(tb or "")
+        return "".join(str(line) for line in tb[:2000])[:100_000]
+    return str(tb or "")[:100_000]
 
 
-def _json_or_none(r: requests.Response) -> Any:
-    try:
-        return r.json()
-    except ValueError:
-        return None
+def _json_or_none(r: Reply) -> Any:
+    return r.json_or_none()
 
 
-def _not_json(r: requests.Response, url: str) -> ServerError:
-    return ServerError(
+def _not_json(r: Reply, url: str) -> ServerError:
+    return BadAnswer(
         f"The server at {url} answered HTTP {r.status_code} with something that is not JSON.",
         status=r.status_code, details=r.text[:4000],
         hint="Check that the URL points at a Runway model server (every answer of one is JSON).")
 
 
-def _retry_after(r: requests.Response) -> Optional[float]:
-    value = r.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+def _retry_after(r: Reply) -> Optional[float]:
+    return http.retry_after(r.headers)
+
+
+def _message(body: Any) -> str:
+    """The server's error message, one line, short."""
+    if isinstance(body, dict):
+        body = body.get("error")
+    return " ".join(str(body if body is not None else "").split())[:1000]
 
 
 class _RunwayHTTP(ModelClient):
@@ -231,7 +245,7 @@ class _RunwayHTTP(ModelClient):
         # Inputs go as lossless PNG unless asked otherwise: a field's defaultOutputFormat
         # (JPEG for RGB) says how the model answers, not how it wants to be fed.
         self.input_image_format = input_image_format
-        self.session = session or requests.Session()
+        self.session = http.watch_session(session or requests.Session())
         self._spec: Optional[ModelSpec] = None
         self._lock = threading.Lock()
         self._cancels: dict[str, threading.Event] = {}
@@ -249,38 +263,34 @@ class _RunwayHTTP(ModelClient):
         headers.update(extra or {})
         return headers
 
-    def _connection_failed(self, exc: BaseException) -> ConnectionFailed:
-        if isinstance(exc, requests.Timeout):
-            return ConnectionFailed(
-                f"The model server at {self.url} did not answer in time.",
+    def _connection_failed(self, exc: ConnectionFailed, timeout: float) -> RunwayError:
+        if isinstance(exc, TimedOut):
+            return TimedOut(
+                f"The model server at {self.url} did not answer in time ({timeout:g} s).",
                 hint="It may be busy with its setup or a long run; wait and try again, or "
-                     "raise the timeout.", details=str(exc))
-        if _refused(exc):
+                     "raise the timeout.", details=exc.details)
+        if getattr(exc, "refused", False):
             return ConnectionFailed(
                 f"Nothing is listening at {self.url} (connection refused).",
                 hint="Start the model, or wait: a Runway model keeps its port closed while its "
-                     "setup runs.", details=str(exc))
+                     "setup runs.", details=exc.details)
         return ConnectionFailed(f"Cannot reach the model server at {self.url}.",
-                                hint="Check the URL and the network.", details=str(exc))
+                                hint="Check the URL and the network.", details=exc.details)
 
     def _send(self, method: str, path: str, *, body: Optional[bytes] = None,
               headers: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None,
-              cancel: Optional[threading.Event] = None) -> requests.Response:
-        """One HTTP request; with ``cancel``, the caller stops waiting once it is set."""
-        read_timeout = self.timeout if timeout is None else timeout
-
-        def send() -> requests.Response:
-            return self.session.request(method, self._url(path), data=body,
-                                        headers=self._headers(headers),
-                                        timeout=(min(self.connect_timeout, read_timeout),
-                                                 read_timeout))
-
+              cancel: Optional[threading.Event] = None,
+              limit: int = http.MAX_BODY_BYTES) -> Reply:
+        """One HTTP request, bounded as a whole by ``timeout``; with ``cancel``, the
+        call stops (the connection is closed) once it is set."""
+        timeout = self.timeout if timeout is None else timeout
         try:
-            if cancel is None:
-                return send()
-            return _interruptible(send, cancel)
-        except requests.RequestException as exc:
-            raise self._connection_failed(exc) from exc
+            return http.call(self.session, method, self._url(path),
+                             what=f"The model server at {self.url}", deadline=Deadline(timeout),
+                             connect_timeout=min(self.connect_timeout, timeout), data=body,
+                             headers=self._headers(headers), cancel=cancel, limit=limit)
+        except ConnectionFailed as exc:  # TimedOut included
+            raise self._connection_failed(exc, timeout) from None
 
     def _json_body(self, payload: Any) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -300,15 +310,11 @@ class _RunwayHTTP(ModelClient):
                            shared_dir=self.shared_dir, fetch=self._fetch)
 
     def _fetch(self, url: str) -> bytes:
-        """Fetch a URL an output points at (used by the codecs)."""
-        try:
-            r = self.session.get(url, timeout=(self.connect_timeout, self.timeout))
-        except requests.RequestException as exc:
-            raise self._connection_failed(exc) from exc
-        if r.status_code != 200:
-            raise ServerError(f"Fetching {url} failed with HTTP {r.status_code}.",
-                              status=r.status_code)
-        return r.content
+        """Fetch a URL an output points at (used by the codecs): the token only to
+        the model server's own origin, at most MAX_FILE_BYTES."""
+        return http.fetch(self.session, url, what="Downloading a model output",
+                          deadline=Deadline(self.timeout), token=self.token,
+                          token_origin=self.url, connect_timeout=self.connect_timeout)
 
     def _encode(self, fields, values: Mapping[str, Any]) -> dict[str, Any]:
         ctx = self._wire_context(self.input_image_format)
@@ -327,7 +333,7 @@ class _RunwayHTTP(ModelClient):
     def _post_run(self, path: str, cmd: Command, inputs: Mapping[str, Any], *,
                   run_id: Optional[str], cancel_event: Optional[threading.Event],
                   headers: Optional[Mapping[str, str]] = None,
-                  send: Optional[Callable[..., requests.Response]] = None) -> RunResult:
+                  send: Optional[Callable[..., Reply]] = None) -> RunResult:
         # Also refuses a missing image or file, on which a Runway server crashes (bare 500).
         values = validate_inputs(cmd.inputs, dict(inputs), protocol="runway")
         payload = self._encode(cmd.inputs, values)
@@ -357,13 +363,26 @@ class _RunwayHTTP(ModelClient):
                 self._inflight -= 1
         elapsed = time.monotonic() - started
         data = self._check(r, command=cmd.name)
-        outputs = self._decode(cmd.outputs, data if isinstance(data, dict) else {})
+        if not isinstance(data, dict):
+            raise BadAnswer(f"The model's answer to {cmd.name!r} is not a JSON object of "
+                            "outputs.", status=r.status_code, details=r.text[:2000],
+                            hint="Check the model server.")
+        try:
+            outputs = self._decode(cmd.outputs, data)
+        except RunwayError as exc:
+            if not exc.hint:
+                exc.hint = "The model's answer does not fit its own description; check the model (or its schema)."
+            raise
+        except (Exception, RecursionError) as exc:  # noqa: BLE001 (typed below)
+            raise BadAnswer(f"The model's outputs of {cmd.name!r} cannot be read "
+                            f"({type(exc).__name__}).", hint="Check the model server.",
+                            details=str(exc)[:2000]) from None
         metrics = {"wall_time": elapsed, "request_bytes": float(len(body))}
         if r.headers.get("Content-Length"):
             metrics["response_bytes"] = float(r.headers["Content-Length"])
         return RunResult(outputs=outputs, metrics=metrics, run_id=run_id)
 
-    def _check(self, r: requests.Response, *, command: Optional[str] = None) -> Any:
+    def _check(self, r: Reply, *, command: Optional[str] = None) -> Any:
         raise NotImplementedError
 
     # -- ModelClient --------------------------------------------------------------------
@@ -382,34 +401,6 @@ class _RunwayHTTP(ModelClient):
 
     def close(self) -> None:
         self.session.close()
-
-
-def _interruptible(send: Callable[[], requests.Response],
-                   cancel: threading.Event) -> requests.Response:
-    """Run a blocking request in a helper thread and stop waiting when ``cancel`` is set.
-
-    requests has no way to interrupt a request blocked on the server, so an
-    abandoned request finishes (or times out) in its daemon thread and its
-    answer is dropped.
-    """
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def work():
-        try:
-            box["response"] = send()
-        except BaseException as exc:  # handed over to the waiting thread
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="runway-http", daemon=True).start()
-    while not done.wait(0.05):
-        if cancel.is_set():
-            raise Cancelled("The run was cancelled.")
-    if "error" in box:
-        raise box["error"]
-    return box["response"]
 
 
 # --------------------------------------------------------------------------- Model SDK server
@@ -431,7 +422,7 @@ class RunwayClient(_RunwayHTTP):
         super().__init__(url, **kwargs)
         self.health_timeout = health_timeout
 
-    def health(self) -> Health:
+    def health(self, timeout: Optional[float] = None) -> Health:
         """READY once the server says RUNNING.
 
         A refused connection counts as STARTING: the server keeps its port
@@ -439,20 +430,21 @@ class RunwayClient(_RunwayHTTP):
         counts as STARTING too (a server answers nothing while POST /setup
         runs), or BUSY while this client has a run in flight.
         """
+        timeout = timeout or self.health_timeout
         try:
-            r = self.session.get(self._url("healthcheck"), headers=self._headers(),
-                                 timeout=(min(self.connect_timeout, self.health_timeout),
-                                          self.health_timeout))
-        except requests.Timeout:
+            r = self._send("GET", "healthcheck", timeout=timeout, limit=http.MAX_META_BYTES)
+        except TimedOut:
             with self._lock:
                 busy = self._inflight > 0
             if busy:
                 return Health(HealthState.BUSY, "busy with a run")
             return Health(HealthState.STARTING, "not answering (busy setting up?)")
-        except requests.RequestException as exc:
-            if _refused(exc):
+        except ConnectionFailed as exc:
+            if exc.message.startswith("Nothing is listening"):
                 return Health(HealthState.STARTING, "port closed (setup running?)")
-            return Health(HealthState.UNREACHABLE, str(exc))
+            return Health(HealthState.UNREACHABLE, exc.message)
+        except RunwayError as exc:
+            return Health(HealthState.UNHEALTHY, exc.message)
         body = _json_or_none(r)
         status = body.get("status") if isinstance(body, dict) else None
         if r.status_code == 200 and status == "RUNNING":
@@ -460,18 +452,20 @@ class RunwayClient(_RunwayHTTP):
         if r.status_code == 200 and status == "STARTING":
             return Health(HealthState.STARTING, "setting up")
         return Health(HealthState.UNHEALTHY,
-                      f"healthcheck answered HTTP {r.status_code}: {r.text[:200]}")
+                      f"healthcheck answered HTTP {r.status_code}: "
+                      f"{http.error_text(None, r, limit=200)}")
 
     def spec(self) -> ModelSpec:
         """GET /meta (GET / on servers without it); the result is cached for ``run``."""
-        r = self._send("GET", "meta", timeout=60)
+        timeout = min(60.0, self.timeout)
+        r = self._send("GET", "meta", timeout=timeout, limit=http.MAX_META_BYTES)
         if r.status_code in (404, 405) or _json_or_none(r) is None:
-            r = self._send("GET", "", timeout=60)
+            r = self._send("GET", "", timeout=timeout, limit=http.MAX_META_BYTES)
         meta = self._check(r)
         if not isinstance(meta, dict) or "commands" not in meta:
-            raise ServerError(f"{self.url} does not describe a Runway model (no commands).",
-                              status=r.status_code, details=r.text[:4000],
-                              hint="Check that the URL points at a Runway model server.")
+            raise BadAnswer(f"{self.url} does not describe a Runway model (no commands).",
+                            status=r.status_code, details=r.text[:4000],
+                            hint="Check that the URL points at a Runway model server.")
         self._spec = spec_from_meta(meta)
         return self._spec
 
@@ -495,21 +489,26 @@ class RunwayClient(_RunwayHTTP):
         header. Setting ``cancel_event`` (or calling ``cancel(run_id)``) makes
         this call raise ``Cancelled`` at once; the server still finishes the run.
         """
-        cmd = self._cached_spec().command(command)
+        cmd = command_of(self._cached_spec(), command)
         headers = {}
         if output_format:
             headers["X-Runway-Output-Format"] = _output_format_header(cmd, output_format)
         return self._post_run(cmd.name, cmd, inputs, run_id=run_id, cancel_event=cancel_event,
                               headers=headers)
 
-    def _check(self, r: requests.Response, *, command: Optional[str] = None,
+    def _check(self, r: Reply, *, command: Optional[str] = None,
                setup: bool = False) -> Any:
+        if r.status_code in (401, 403):
+            raise AuthError(f"The model server at {self.url} refused the access token "
+                            f"(HTTP {r.status_code}).", status=r.status_code,
+                            hint="Check the token set for this endpoint.",
+                            details=http.error_text(r.json_or_none(), r))
+        if 200 <= r.status_code < 300:
+            return r.json()  # typed: not JSON, too deep
         body = _json_or_none(r)
         if body is None:
             raise _not_json(r, self.url)
-        if 200 <= r.status_code < 300:
-            return body
-        message = str(body.get("error") if isinstance(body, dict) else body)
+        message = _message(body)
         details = _traceback(body)
         status = r.status_code
         if status == 400:
@@ -569,19 +568,28 @@ def _field_in(message: str, names: list[str]) -> Optional[str]:
 
 
 def _output_format_header(cmd: Command, output_format: Union[str, Mapping[str, str]]) -> str:
-    images = [f.name for f in cmd.outputs if isinstance(f, ImageField)]
+    by_name = {f.name: f for f in cmd.outputs if isinstance(f, ImageField)}
+    images = list(by_name)
     if isinstance(output_format, str):
         wanted = {name: output_format for name in images}
-    else:
+    elif isinstance(output_format, Mapping):
         wanted = dict(output_format)
+    else:
+        raise SpecValidationError([FieldIssue("output_format", output_format, "type",
+                                              "is not a format name or a mapping of output "
+                                              "names to formats")])
     issues = []
     for name, fmt in wanted.items():
         if name not in images:
-            issues.append(FieldIssue(name, fmt, "output_format",
+            issues.append(FieldIssue(str(name), fmt, "output_format",
                                      f"not an image output of {cmd.name!r}"))
         elif str(fmt).upper() not in OUTPUT_FORMATS:
             issues.append(FieldIssue(name, fmt, "output_format",
                                      f"format must be one of {', '.join(OUTPUT_FORMATS)}"))
+        elif str(fmt).upper() == "JPEG" and by_name[name].channels == 4:
+            issues.append(FieldIssue(name, fmt, "output_format",
+                                     "JPEG has no alpha channel and this output has 4 "
+                                     "channels: ask for PNG"))
     if issues:
         raise SpecValidationError(issues)
     return "; ".join(f"{name}={str(fmt).upper()}" for name, fmt in wanted.items())
@@ -615,27 +623,31 @@ class HostedRunwayClient(_RunwayHTTP):
 
     def _request(self, method: str, path: str, *, body: Optional[bytes] = None,
                  headers: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None,
-                 cancel: Optional[threading.Event] = None) -> requests.Response:
+                 cancel: Optional[threading.Event] = None) -> Reply:
         waited = cancel or threading.Event()
+        deadline = Deadline(self.timeout if timeout is None else timeout)  # retries included
         for attempt in range(1, self.max_attempts + 1):
-            r = self._send(method, path, body=body, headers=headers, timeout=timeout,
-                           cancel=cancel)
+            r = self._send(method, path, body=body, headers=headers,
+                           timeout=max(0.001, deadline.left()), cancel=cancel)
             if r.status_code not in (429, 502) or attempt == self.max_attempts:
                 return r
             delay = _retry_after(r)
             if delay is None:
                 delay = self.backoff * 2 ** (attempt - 1)
-            if waited.wait(min(delay, self.max_backoff)):
+            delay = min(delay, self.max_backoff)
+            if delay >= deadline.left():
+                return r  # no time for another attempt: _check reports the last answer
+            if waited.wait(delay):
                 raise Cancelled("The request was cancelled while waiting to retry.")
         raise AssertionError("unreachable")
 
     def _get_json(self, path: str, timeout: Optional[float] = None) -> Any:
         return self._check(self._request("GET", path, timeout=timeout))
 
-    def _check(self, r: requests.Response, *, command: Optional[str] = None) -> Any:
+    def _check(self, r: Reply, *, command: Optional[str] = None) -> Any:
         status = r.status_code
-        body = _json_or_none(r)
-        message = str(body.get("error", "")) if isinstance(body, dict) else ""
+        body = r.json() if 200 <= status < 300 else _json_or_none(r)
+        message = _message(body) if isinstance(body, dict) else ""
         if status in (401, 403):
             raise AuthError(
                 f"The hosted model refused the token (HTTP {status}).", status=status,
@@ -664,16 +676,16 @@ class HostedRunwayClient(_RunwayHTTP):
 
     # -- status -----------------------------------------------------------------------
 
-    def status(self) -> str:
+    def status(self, timeout: float = 30.0) -> str:
         """``"starting"`` or ``"running"`` from GET /v1/ (which also wakes a sleeping model)."""
-        body = self._get_json("", timeout=30)
-        state = str(body.get("status", "")) if isinstance(body, dict) else ""
+        body = self._get_json("", timeout=timeout)
+        state = str(body.get("status", ""))[:40] if isinstance(body, dict) else ""
         self._running = state == "running"
         return state
 
-    def health(self) -> Health:
+    def health(self, timeout: Optional[float] = None) -> Health:
         try:
-            state = self.status()
+            state = self.status(timeout or 30.0)
         except AuthError as exc:
             return Health(HealthState.UNHEALTHY, exc.message)
         except ConnectionFailed as exc:
@@ -695,7 +707,7 @@ class HostedRunwayClient(_RunwayHTTP):
         deadline = time.monotonic() + timeout
         delay = first_delay
         while True:
-            if self.status() == "running":
+            if self.status(max(0.05, min(30.0, deadline - time.monotonic()))) == "running":
                 return Health(HealthState.READY)
             left = deadline - time.monotonic()
             if left <= 0:
@@ -711,8 +723,8 @@ class HostedRunwayClient(_RunwayHTTP):
         """GET /v1/info: one command, no setup options."""
         info = self._get_json("info")
         if not isinstance(info, dict):
-            raise ServerError("The hosted model's /v1/info is not a command description.",
-                              details=str(info)[:4000])
+            raise BadAnswer("The hosted model's /v1/info is not a command description.",
+                            details=str(info)[:4000], hint="Check the URL (it ends in /v1).")
         self._spec = ModelSpec(protocol=Protocol.RUNWAY_HOSTED,
                                commands=[command_from_runway(info)])
         return self._spec
@@ -728,7 +740,7 @@ class HostedRunwayClient(_RunwayHTTP):
             run_id: Optional[str] = None,
             cancel_event: Optional[threading.Event] = None) -> RunResult:
         """POST /v1/query, after waking the model if it was not seen running."""
-        cmd = self._cached_spec().command(command)
+        cmd = command_of(self._cached_spec(), command)
         if not self._running:
             self.wait_until_ready(self.timeout, cancel_event=cancel_event)
         return self._post_run("query", cmd, inputs, run_id=run_id, cancel_event=cancel_event,

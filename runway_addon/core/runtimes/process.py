@@ -85,6 +85,9 @@ def read_cog_yaml(model_dir: PathLike) -> tuple[str, str]:
     except OSError as e:
         raise RuntimeFailed(f"{path} cannot be read ({e.strerror})",
                             hint="Choose a model folder that holds cog.yaml and predict.py.")
+    except UnicodeDecodeError as e:
+        raise RuntimeFailed(f"{path} is not UTF-8 text (byte {e.start} cannot be read)",
+                            hint="Save cog.yaml as UTF-8.") from None
     version = re.search(r"^\s+python_version:\s*[\"']?(\d+\.\d+)", text, re.M)
     predict = re.search(r"^predict:\s*[\"']?([^\"'\s#]+)", text, re.M)
     if not predict:
