@@ -73,6 +73,8 @@ class Engine:
         # callables(done_event, run), told of each run's end once its results are written
         # (main thread): operators, job files and post-processing waiting for their runs.
         self.listeners: list = []
+        # Work another thread hands to the main thread (a GUI render's handlers do).
+        self._soon: collections.deque = collections.deque()
 
     # ------------------------------------------------------------ submit
 
@@ -145,10 +147,16 @@ class Engine:
         events = self.queue.poll()
         for event in events:
             self.handle(event)
+        while self._soon:
+            self._soon.popleft()()
         if events:
             _redraw()
         self.step_seconds.append(time.perf_counter() - t0)
         return STEP_BUSY if self.busy() else STEP_IDLE
+
+    def call_soon(self, fn) -> None:
+        """Run ``fn`` on the main thread at the next timer step (from any thread)."""
+        self._soon.append(fn)
 
     def busy(self) -> bool:
         return any(s.active for s in self.status.values())

@@ -240,6 +240,9 @@ def on_render_post(scene, *_args):
     except RunwayError as e:
         _failed(state, frame, f"{e.message} {e.hint}".strip())
         return
+    except RuntimeError as e:  # bpy: the render result could not be saved
+        _failed(state, frame, f"the render could not be read: {e}".strip())
+        return
     with _lock:
         state.frames[handle.id] = frame
         state.handles.append(handle)
@@ -323,8 +326,9 @@ def on_render_complete(scene, *_args):
     state.scene_name = scene.name
     state.finished_render = True
     if not engine.on_main_thread():
-        # GUI: the timer writes the remaining results; the strip follows the last one.
-        _finish_if_idle(state)
+        # GUI: the timer writes the remaining results; the strip follows the last one,
+        # or, when nothing is left in flight, the next timer step finishes.
+        engine.get().call_soon(lambda: _finish_if_idle(state))
         return
     eng = engine.get()
     eng.wait(state.handles)
