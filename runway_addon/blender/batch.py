@@ -509,6 +509,24 @@ class RUNWAY_OT_run_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _write_job(op, make) -> set:
+    """Write the job ``make()`` returns to ``op.filepath``; errors become the report."""
+    try:
+        data = make()
+    except RunwayError as e:
+        op.report({"ERROR"}, f"{e.message} {e.hint}".strip())
+        return {"CANCELLED"}
+    path = bpy.path.abspath(op.filepath)
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+    except OSError as e:
+        op.report({"ERROR"}, f"cannot write {path}: {e.strerror or e}")
+        return {"CANCELLED"}
+    op.report({"INFO"}, f"job written to {path}")
+    return {"FINISHED"}
+
+
 class RUNWAY_OT_export_job(bpy.types.Operator):
     bl_idname = "runway.export_job"
     bl_label = "Export Job File"
@@ -530,16 +548,7 @@ class RUNWAY_OT_export_job(bpy.types.Operator):
         if not name:
             card = directory.selected_card(context.window_manager.runway_directory)
             name = card.name if card else ""
-        try:
-            data = export_job(context, name)
-        except RunwayError as e:
-            self.report({"ERROR"}, f"{e.message} {e.hint}".strip())
-            return {"CANCELLED"}
-        path = bpy.path.abspath(self.filepath)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-        self.report({"INFO"}, f"job written to {path}")
-        return {"FINISHED"}
+        return _write_job(self, lambda: export_job(context, name))
 
 
 def _result_owner(context, kind: str, name: str):
@@ -601,17 +610,8 @@ class RUNWAY_OT_export_result_job(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        try:
-            owner = _result_owner(context, self.kind, self.name)
-            data = job_from_provenance(record_of(owner), TARGET_OF_KIND[self.kind])
-        except RunwayError as e:
-            self.report({"ERROR"}, f"{e.message} {e.hint}".strip())
-            return {"CANCELLED"}
-        path = bpy.path.abspath(self.filepath)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-        self.report({"INFO"}, f"job written to {path}")
-        return {"FINISHED"}
+        return _write_job(self, lambda: job_from_provenance(
+            record_of(_result_owner(context, self.kind, self.name)), TARGET_OF_KIND[self.kind]))
 
 
 classes = (RUNWAY_OT_run_job, RUNWAY_OT_export_job, RUNWAY_OT_run_again,

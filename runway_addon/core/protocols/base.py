@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
-from ..errors import Cancelled, ModelNotReady, UnknownCommand
+from ..errors import BadAnswer, Cancelled, ModelNotReady, RunwayError, UnknownCommand
 from ..spec import Command, ModelSpec, Protocol
 from .http import MAX_BODY_BYTES, clean_token
 
@@ -53,6 +53,23 @@ def read_body(r, what: str, limit: int = MAX_BODY_BYTES) -> bytes:
                                details=str(e)) from e
     r._content = b"".join(parts)
     return r._content
+
+
+OUTPUT_HINT = "The model's answer does not fit its own description; check the model (or its schema)."
+
+
+def decode_typed(decode, what: str, hint: str):
+    """``decode()`` for a model's outputs: a RunwayError gets the default hint, anything
+    else a decoder trips on (a wrong shape, a runaway depth) becomes BadAnswer."""
+    try:
+        return decode()
+    except RunwayError as exc:
+        if not exc.hint:
+            exc.hint = OUTPUT_HINT
+        raise
+    except (Exception, RecursionError) as exc:  # noqa: BLE001 (typed here, once)
+        raise BadAnswer(f"{what} cannot be read ({type(exc).__name__}).", hint=hint,
+                        details=str(exc)[:2000]) from None
 
 
 class HealthState(str, Enum):

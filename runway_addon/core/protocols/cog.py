@@ -22,7 +22,7 @@ from ..spec import (AnyField, ArrayField, BooleanField, CategoryField, Command, 
                     SecretField, TextField)
 from ..validation import validate_inputs
 from . import http
-from .base import Health, HealthState, ModelClient, RunResult, command_of
+from .base import Health, HealthState, ModelClient, RunResult, command_of, decode_typed
 from .http import Deadline, Reply
 
 __all__ = ["spec_from_openapi", "CogClient", "COMMAND", "SINGLE_OUTPUT"]
@@ -629,16 +629,10 @@ class CogClient(ModelClient):
         out = {}
         for field in cmd.outputs:
             value = named.get(field.name)
-            try:
-                out[field.name] = None if value is None else decode_value(field, value, ctx)
-            except RunwayError as exc:
-                if not exc.hint:
-                    exc.hint = "The model's answer does not fit its own description; check the model (or its schema)."
-                raise
-            except (Exception, RecursionError) as exc:  # noqa: BLE001 (typed below)
-                raise BadAnswer(f"The Cog model's output {field.name!r} cannot be read "
-                                f"({type(exc).__name__}).", hint="Check the model's output "
-                                "against its schema.", details=str(exc)[:2000]) from None
+            out[field.name] = None if value is None else decode_typed(
+                lambda: decode_value(field, value, ctx),
+                f"The Cog model's output {field.name!r}",
+                "Check the model's output against its schema.")
         return out
 
     def cancel(self, run_id: str) -> None:

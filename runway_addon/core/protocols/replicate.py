@@ -44,7 +44,7 @@ from ..spec import Command, ModelSpec, Protocol
 from ..tokens import mask
 from ..validation import validate_inputs
 from . import http
-from .base import Health, HealthState, ModelClient, RunResult, command_of
+from .base import Health, HealthState, ModelClient, RunResult, command_of, decode_typed
 from .cog import SINGLE_OUTPUT, spec_from_openapi
 from .http import Deadline, Reply
 
@@ -666,17 +666,10 @@ class ReplicateClient(ModelClient):
         else:
             raise ServerError("The Replicate model returned a value its schema does not "
                               "describe.", details=repr(wire)[:2000])
-        try:
-            return {f.name: None if named.get(f.name) is None
-                    else decode_value(f, named[f.name], ctx) for f in cmd.outputs}
-        except RunwayError as exc:
-            if not exc.hint:
-                exc.hint = "The model's answer does not fit its own description; check the model (or its schema)."
-            raise
-        except (Exception, RecursionError) as exc:  # noqa: BLE001 (typed below)
-            raise BadAnswer(f"The Replicate model's outputs cannot be read "
-                            f"({type(exc).__name__}).", hint="Check the model's outputs.",
-                            details=str(exc)[:2000]) from None
+        return decode_typed(lambda: {f.name: None if named.get(f.name) is None
+                                     else decode_value(f, named[f.name], ctx)
+                                     for f in cmd.outputs},
+                            "The Replicate model's outputs", "Check the model's outputs.")
 
     def cancel(self, run_id: str) -> None:
         """POST /v1/predictions/{id}/cancel; an unknown prediction is no error."""

@@ -30,7 +30,7 @@ from ..spec import (AnyField, ArrayField, BooleanField, CategoryField, Command, 
                     TextField, VectorField)
 from ..validation import validate_inputs
 from . import http
-from .base import Health, HealthState, ModelClient, RunResult, command_of
+from .base import Health, HealthState, ModelClient, RunResult, command_of, decode_typed
 from .http import Deadline, Reply
 
 __all__ = [
@@ -367,16 +367,8 @@ class _RunwayHTTP(ModelClient):
             raise BadAnswer(f"The model's answer to {cmd.name!r} is not a JSON object of "
                             "outputs.", status=r.status_code, details=r.text[:2000],
                             hint="Check the model server.")
-        try:
-            outputs = self._decode(cmd.outputs, data)
-        except RunwayError as exc:
-            if not exc.hint:
-                exc.hint = "The model's answer does not fit its own description; check the model (or its schema)."
-            raise
-        except (Exception, RecursionError) as exc:  # noqa: BLE001 (typed below)
-            raise BadAnswer(f"The model's outputs of {cmd.name!r} cannot be read "
-                            f"({type(exc).__name__}).", hint="Check the model server.",
-                            details=str(exc)[:2000]) from None
+        outputs = decode_typed(lambda: self._decode(cmd.outputs, data),
+                               f"The model's outputs of {cmd.name!r}", "Check the model server.")
         metrics = {"wall_time": elapsed, "request_bytes": float(len(body))}
         if r.headers.get("Content-Length"):
             metrics["response_bytes"] = float(r.headers["Content-Length"])
