@@ -46,7 +46,8 @@ def camera_scene(bpy, tmp_path: Path, size=(32, 24)):
     scene.view_settings.view_transform = "Standard"
     scene.frame_start, scene.frame_end = 1, 3
     world = bpy.data.worlds.new("W")
-    world.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always nodes from 5.0 (the setter is deprecated)
+        world.use_nodes = True
     colour = world.node_tree.nodes["Background"].inputs["Color"]
     for frame, rgb in FRAME_COLOURS.items():
         colour.default_value = (*map(linear, rgb), 1.0)

@@ -220,7 +220,8 @@ def _camera_scene(bpy):
     scene.render.resolution_percentage = 100
     scene.view_settings.view_transform = "Standard"
     world = bpy.data.worlds.new("W")
-    world.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always nodes from 5.0 (the setter is deprecated)
+        world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.2158605, 0.2158605,
                                                                          0.2158605, 1)
     scene.world = world
