@@ -516,3 +516,31 @@ def test_remote_engine_runs_then_reports_docker_stopped(second_engine, sessions)
     t0 = time.monotonic()
     s.stop()  # must not hang on a dead engine
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.slow  # may build the test images first
+def test_start_stop_cycles_leave_nothing_behind(engine, images, sessions, owner):
+    """The soak's rule for the Docker runtime: start/stop cycles (with a run each) grow
+    no open files, threads or memory past bench/bench_soak.py's bounds, and leave no
+    container of ours."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_soak", ROOT / "bench" / "bench_soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    s = sessions()
+
+    def cycle():
+        s.start(timeout=120)
+        with s.client() as client:
+            assert client.run({"image": _pattern()}).outputs
+        s.stop()
+        assert s.state is SessionState.STOPPED
+
+    for _ in range(3):  # warm-up: docker-py's connection pool to the engine fills up to 10
+        cycle()
+    base = soak.resources()
+    for _ in range(5):
+        cycle()
+    grown = soak.growth(base, soak.resources())
+    assert not soak.over_bounds(grown), (grown, soak.BOUNDS)
+    assert not engine.containers.list(all=True, filters={"label": f"{rt.OWNER_LABEL}={owner}"})
