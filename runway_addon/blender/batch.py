@@ -27,6 +27,7 @@ from ..core.errors import RunwayError
 from ..core.jobs import Done, Failure, JobState, ModelRef, Status
 from ..core.validation import validate_value
 from . import directory, engine, outputs, sessions
+from .reports import report_error
 
 
 @dataclass
@@ -106,12 +107,17 @@ def check(context, job: jobfile.JobFile, spec, command) -> None:
     in place of a .blend never saved."""
     fields_in = {f.name: f for f in command.inputs}
     fields_out = {f.name: f for f in command.outputs}
+    known_options = {f.name: f for f in spec.options}
+
+    def no_such(section: str, what: str, name: str, known: dict):
+        return jobfile.JobFileError(
+            f"{section}.{name}: the model has no {what} {name!r}", field=f"{section}.{name}",
+            hint=f"Its {what}s: {', '.join(known) or 'none'}.")
+
     for name, src in job.inputs.items():
         f = fields_in.get(name)
         if f is None:
-            raise jobfile.JobFileError(
-                f"inputs.{name}: the model has no input {name!r}", field=f"inputs.{name}",
-                hint=f"Its inputs: {', '.join(fields_in) or 'none'}.")
+            raise no_such("inputs", "input", name, fields_in)
         if f.type == "image" and src.source in ("text", "value"):
             raise jobfile.JobFileError(
                 f"inputs.{name}: an image cannot come from {src.source!r}",
@@ -127,21 +133,16 @@ def check(context, job: jobfile.JobFile, spec, command) -> None:
                 raise jobfile.JobFileError(f"inputs.{name}: {issues[0].message}",
                                            field=f"inputs.{name}.value")
     for name, value in job.options.items():
-        known = {f.name: f for f in spec.options}
-        if name not in known:
-            raise jobfile.JobFileError(
-                f"options.{name}: the model has no option {name!r}", field=f"options.{name}",
-                hint=f"Its options: {', '.join(known) or 'none'}.")
-        issues = validate_value(known[name], value, name)
+        if name not in known_options:
+            raise no_such("options", "option", name, known_options)
+        issues = validate_value(known_options[name], value, name)
         if issues:
             raise jobfile.JobFileError(f"options.{name}: {issues[0].message}",
                                        field=f"options.{name}")
     for name, targets in job.outputs.items():
         f = fields_out.get(name)
         if f is None:
-            raise jobfile.JobFileError(
-                f"outputs.{name}: the model has no output {name!r}", field=f"outputs.{name}",
-                hint=f"Its outputs: {', '.join(fields_out) or 'none'}.")
+            raise no_such("outputs", "output", name, fields_out)
         allowed = [t for t in outputs.targets_for(f) if t != "NONE"]
         for i, t in enumerate(targets):
             if t.target not in allowed:
@@ -498,8 +499,7 @@ class RUNWAY_OT_run_job(bpy.types.Operator):
             report = run_job(context, job, frames=self.frames, log=log)
         except RunwayError as e:
             log("refused", message=e.message, field=getattr(e, "field", ""), hint=e.hint)
-            self.report({"ERROR"}, f"{e.message} {e.hint}".strip())
-            return {"CANCELLED"}
+            return report_error(self, e)
         finally:
             log.close()
         if not report.ok:
@@ -514,8 +514,7 @@ def _write_job(op, make) -> set:
     try:
         data = make()
     except RunwayError as e:
-        op.report({"ERROR"}, f"{e.message} {e.hint}".strip())
-        return {"CANCELLED"}
+        return report_error(op, e)
     path = bpy.path.abspath(op.filepath)
     try:
         with open(path, "w", encoding="utf-8") as f:
@@ -584,8 +583,7 @@ class RUNWAY_OT_run_again(bpy.types.Operator):
             handle = run_again(context, _result_owner(context, self.kind, self.name),
                                self.kind)
         except RunwayError as e:
-            self.report({"ERROR"}, f"{e.message} {e.hint}".strip())
-            return {"CANCELLED"}
+            return report_error(self, e)
         if bpy.app.background:  # scripts: wait, as the Run operator does
             engine.get().wait([handle])
             if handle.state is not JobState.DONE:

@@ -17,6 +17,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, IntProper
 from ..core import catalog as core_catalog
 from ..core import workspaces as core_workspaces
 from ..core.errors import RunwayError
+from .reports import report_error
 
 SPACES = (("VIEW_3D", "UI"), ("IMAGE_EDITOR", "UI"), ("SEQUENCE_EDITOR", "UI"),
           ("NODE_EDITOR", "UI"))
@@ -309,12 +310,6 @@ def reload_catalog(context=None) -> core_catalog.Catalog:
 
 # ----------------------------------------------------------------------------- workspaces
 
-def _report_error(op, e) -> set:
-    hint = getattr(e, "hint", "")
-    op.report({"ERROR"}, f"{e}" + (f" {hint}" if hint and hint not in str(e) else ""))
-    return {"CANCELLED"}
-
-
 class RUNWAY_MT_workspaces(bpy.types.Menu):
     bl_idname = "RUNWAY_MT_workspaces"
     bl_label = "Workspaces"
@@ -373,7 +368,7 @@ class RUNWAY_OT_workspace_new(bpy.types.Operator):
         try:
             ws = workspace_store().create(self.name, models)
         except (RunwayError, OSError) as e:
-            return _report_error(self, e)
+            return report_error(self, e)
         context.scene.runway_workspace = ws.id
         self.report({"INFO"}, f"Workspace {ws.name} created")
         return {"FINISHED"}
@@ -402,7 +397,7 @@ class RUNWAY_OT_workspace_rename(_OnActiveWorkspace, bpy.types.Operator):
         try:
             workspace_store().rename(context.scene.runway_workspace, self.name)
         except (RunwayError, OSError) as e:
-            return _report_error(self, e)
+            return report_error(self, e)
         return {"FINISHED"}
 
 
@@ -419,7 +414,7 @@ class RUNWAY_OT_workspace_delete(_OnActiveWorkspace, bpy.types.Operator):
         try:
             workspace_store().delete(context.scene.runway_workspace)
         except (RunwayError, OSError) as e:
-            return _report_error(self, e)
+            return report_error(self, e)
         context.scene.runway_workspace = ""
         return {"FINISHED"}
 
@@ -444,7 +439,7 @@ class _WorkspaceModelOp(_OnActiveWorkspace):
         try:
             self.change(workspace_store(), context.scene.runway_workspace, name)
         except (RunwayError, OSError) as e:
-            return _report_error(self, e)
+            return report_error(self, e)
         return {"FINISHED"}
 
 
@@ -558,7 +553,7 @@ class RUNWAY_OT_model_add(bpy.types.Operator):
                 preferences.user_models_folder(), card, spec,
                 taken={c.name for c in get_catalog().cards})
         except (RunwayError, OSError, ValueError) as e:
-            return _report_error(self, e)
+            return report_error(self, e)
         cat = reload_catalog(context)
         name = path.parent.name
         d = context.window_manager.runway_directory
@@ -569,7 +564,7 @@ class RUNWAY_OT_model_add(bpy.types.Operator):
         select_model(d, name)
         broken = [e for e in cat.errors if e.path == str(path)]
         if broken:
-            return _report_error(self, broken[0])
+            return report_error(self, broken[0])
         self.report({"INFO"}, f"Added {cat.get(name).title}" + (f" to {ws.name}" if ws else ""))
         return {"FINISHED"}
 
@@ -634,7 +629,7 @@ class RUNWAY_OT_model_edit(_OnUserModel, bpy.types.Operator):
         try:
             user_models.edit_user_card(f"{card.card_dir}/card.json", **card_edits(self))
         except (RunwayError, OSError, ValueError) as e:
-            return _report_error(self, e)
+            return report_error(self, e)
         reload_catalog(context)
         return {"FINISHED"}
 

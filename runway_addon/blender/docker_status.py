@@ -21,7 +21,7 @@ def _check(host: str) -> None:
         client.close()
         ok, text = True, "Docker available"
     except RunwayError as e:
-        ok, text = False, f"{e.message} {e.hint}".strip()
+        ok, text = False, str(e)
     with _lock:
         _state.update(ok=ok, text=text, checked=time.monotonic(), thread=None)
 

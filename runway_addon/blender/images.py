@@ -19,15 +19,21 @@ def stores_linear(image) -> bool:
     return image.is_float and image.colorspace_settings.name not in DATA_COLORSPACES
 
 
-def image_to_array(image) -> np.ndarray:
-    """A Blender image -> HxWx4 float32 top-down sRGB-encoded array."""
+def read_pixels(image) -> np.ndarray:
+    """The image's flat float32 buffer as Blender holds it (foreach_get: one copy)."""
     width, height = image.size
     if width == 0 or height == 0:
         raise codecs.CodecError(
             f"image {image.name!r} has no pixels (a render result or a missing file?)")
     buf = np.empty(width * height * image.channels, dtype=np.float32)
     image.pixels.foreach_get(buf)
-    return codecs.image_from_blender(buf, width, height, image.channels,
+    return buf
+
+
+def image_to_array(image) -> np.ndarray:
+    """A Blender image -> HxWx4 float32 top-down sRGB-encoded array."""
+    width, height = image.size
+    return codecs.image_from_blender(read_pixels(image), width, height, image.channels,
                                      linear=stores_linear(image))
 
 

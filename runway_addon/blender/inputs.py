@@ -66,24 +66,20 @@ def read_image_file(path: str) -> np.ndarray:
     return codecs.decode_image_bytes(data, os.path.basename(path))
 
 
-def _from_blender(buf, width, height, channels, linear):
-    return codecs.image_from_blender(buf, width, height, channels, linear=linear)
-
-
 # ------------------------------------------------------------------ main-thread readers
 
 def image_pixels(image, what: str) -> Deferred:
     """An image datablock's pixels copied out (foreach_get); converted on the worker."""
-    width, height = image.size
-    if width == 0 or height == 0:
-        raise InputError(what, f"image {image.name!r} has no pixels",
+    try:
+        buf = images.read_pixels(image)
+    except codecs.CodecError as e:
+        raise InputError(what, e.message,
                          hint="Is its file missing? For a render, choose 'Camera render'.")
-    buf = np.empty(width * height * image.channels, dtype=np.float32)
-    image.pixels.foreach_get(buf)
+    width, height = image.size
     linear = images.stores_linear(image)
     if image.is_float and image.colorspace_settings.name in images.DATA_COLORSPACES:
         # Data (normals, depth) may hold more than 8 bits: the float path keeps them.
-        return Deferred(_from_blender, buf, width, height, image.channels, False,
+        return Deferred(codecs.image_from_blender, buf, width, height, image.channels, False,
                         describe=f"image {image.name}")
     return Deferred(codecs.srgb8_from_blender, buf, width, height, image.channels, linear,
                     describe=f"image {image.name}")

@@ -14,6 +14,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from ..core.errors import RunwayError
 from ..core.jobs import JobState
 from . import directory, engine, props
+from .reports import report_error
 from .preferences import RUNTIMES
 
 RUN_ON = (("MODEL", "Model's setting", "Where the Run panel says this model runs"), *RUNTIMES)
@@ -39,11 +40,6 @@ def _poll_model(cls, context) -> bool:
                              f"{mp.error if mp else 'refresh the Model Directory'}")
         return False
     return True
-
-
-def report_error(op, error: RunwayError) -> None:
-    """The one place an engine error becomes a Blender report."""
-    op.report({"ERROR"}, f"{error.message} {error.hint}".strip())
 
 
 class _ModelOperator:
@@ -192,8 +188,7 @@ class RUNWAY_OT_session_start(_ModelOperator, bpy.types.Operator):
         try:
             handle = engine.get().submit(context, name, start_only=True)
         except RunwayError as e:
-            report_error(self, e)
-            return {"CANCELLED"}
+            return report_error(self, e)
         if bpy.app.background:
             engine.get().wait([handle], timeout=3600)
             if handle.state is not JobState.DONE:

@@ -208,7 +208,7 @@ def on_render_init(scene, *_args):
     try:
         state.plan = make_plan(scene)
     except RunwayError as e:
-        state.error = f"{e.message} {e.hint}".strip()
+        state.error = str(e)
         _log(f"not post-processing: {state.error}")
     if bpy.app.background and _state["stopped"]:
         state.stopped = True  # an earlier frame of this command line failed: stop
@@ -238,7 +238,7 @@ def on_render_post(scene, *_args):
                                 label=f"{state.plan.label} frame {frame}",
                                 version=state.plan.version, status_key=state.plan.model.name)
     except RunwayError as e:
-        _failed(state, frame, f"{e.message} {e.hint}".strip())
+        _failed(state, frame, str(e))
         return
     except RuntimeError as e:  # bpy: the render result could not be saved
         _failed(state, frame, f"the render could not be read: {e}".strip())

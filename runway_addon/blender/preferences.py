@@ -190,6 +190,16 @@ class RUNWAY_OT_endpoint_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _endpoint_index(op, prefs):
+    """The endpoint an operator means (its ``index``, else the selected one), or None
+    with an ERROR report."""
+    index = op.index if op.index >= 0 else prefs.active_endpoint
+    if not 0 <= index < len(prefs.endpoints):
+        op.report({"ERROR"}, "No endpoint selected")
+        return None
+    return index
+
+
 class RUNWAY_OT_endpoint_remove(bpy.types.Operator):
     bl_idname = "runway.endpoint_remove"
     bl_label = "Remove Remote Endpoint"
@@ -200,9 +210,8 @@ class RUNWAY_OT_endpoint_remove(bpy.types.Operator):
 
     def execute(self, context):
         prefs = get_preferences(context)
-        index = self.index if self.index >= 0 else prefs.active_endpoint
-        if not 0 <= index < len(prefs.endpoints):
-            self.report({"ERROR"}, "No endpoint selected")
+        index = _endpoint_index(self, prefs)
+        if index is None:
             return {"CANCELLED"}
         ep = prefs.endpoints[index]
         store = token_store()
@@ -288,9 +297,8 @@ class RUNWAY_OT_endpoint_test(bpy.types.Operator):
 
     def execute(self, context):
         prefs = get_preferences(context)
-        index = self.index if self.index >= 0 else prefs.active_endpoint
-        if not 0 <= index < len(prefs.endpoints):
-            self.report({"ERROR"}, "No endpoint selected")
+        index = _endpoint_index(self, prefs)
+        if index is None:
             return {"CANCELLED"}
         ep = prefs.endpoints[index]
         key, kind, address, token = endpoint_key(ep), ep.kind, ep.url, endpoint_token(ep)

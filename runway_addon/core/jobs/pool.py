@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..errors import Cancelled, RunwayError, SpecValidationError, FieldIssue
-from ..runtimes.base import ModelSession, SessionEvent, SessionState, StartAborted
+from ..runtimes.base import ModelSession, SessionEvent, SessionState
 from ..spec import Protocol
 from .events import Progress
 from .job import Job, ModelRef
@@ -185,12 +185,7 @@ class SessionPool:
                 client.close()
                 raise
             entry.client = client
-        except StartAborted as e:
-            entry.error = Cancelled("Cancelled while the model was starting.") \
-                if cancel_event.is_set() else e
-            self._fail(entry)
-            raise entry.error from None
-        except RunwayError as e:
+        except RunwayError as e:  # StartAborted included: a stop came during the start
             entry.error = Cancelled("Cancelled while the model was starting.") \
                 if cancel_event.is_set() else e
             self._fail(entry)
