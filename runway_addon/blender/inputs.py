@@ -185,15 +185,20 @@ class _Render:
         flags = {"DIFFUSE_COLOR": "use_pass_diffuse_color", "NORMAL": "use_pass_normal",
                  "DEPTH": "use_pass_z", "MIST": "use_pass_mist"}
         saved_flags = {f: getattr(layer, f) for p, f in flags.items() if p in self.passes}
+        # With strips in the scene's sequencer Blender renders those instead of the
+        # camera (a post-processing strip would come back as the "camera render").
+        saved_sequencer = scene.render.use_sequencer
         try:
             for f in saved_flags:
                 setattr(layer, f, True)
+            scene.render.use_sequencer = False
             bpy.ops.render.render(write_still=False)
             self.png, self.exr = save_render_result(
                 scene, tempfile.mkdtemp(prefix="runway-render-"), "camera", bool(self.passes))
         except RuntimeError as e:  # bpy reports render errors as RuntimeError
             raise InputError(what, f"the render failed: {e}") from e
         finally:
+            scene.render.use_sequencer = saved_sequencer
             for f, v in saved_flags.items():
                 setattr(layer, f, v)
 

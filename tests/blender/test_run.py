@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -236,12 +237,21 @@ def test_camera_render_and_a_render_pass(runway):
     _camera_scene(bpy)
     # A plane filling the view, facing the camera: its normal is +Z.
     bpy.ops.mesh.primitive_plane_add(size=40, location=(0, 0, 0))
+    # A strip in the sequencer (a red image) must not replace the camera's view.
+    from PIL import Image
+    red = Path(tempfile.mkdtemp()) / "red.png"
+    Image.fromarray(np.full((24, 32, 3), (255, 0, 0), np.uint8)).save(red)
+    ed = bpy.context.scene.sequence_editor_create()
+    (ed.strips if hasattr(ed, "strips") else ed.sequences).new_image("red", str(red), 1, 1)
     s = settings(bpy, "identity")
     setattr(s, props.prop_id("in", "image", "src"), "CAMERA")
     result, status = run(bpy, "identity")
     assert result == {"FINISHED"}, status.error
     out = result_image(bpy, status)
     assert out.size[:] == (32, 24)
+    seen = pixels_top_down(out)[0, 0, :3]
+    assert abs(seen[0] - seen[1]) < 0.05, seen  # the grey world, not the red strip
+    assert bpy.context.scene.render.use_sequencer  # the scene's own setting is back
     # Source description (provenance) names the camera.
     setattr(s, props.prop_id("in", "image", "src"), "PASS")
     setattr(s, props.prop_id("in", "image", "pass"), "NORMAL")
