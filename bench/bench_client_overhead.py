@@ -1,6 +1,6 @@
 """What CogClient costs over a bare ``requests`` POST to the same Cog server.
 
-Starts real Cog servers (tests/cog_models, cog 0.23.1 from .venv-cog) one at a
+Starts real Cog servers (tests/model_servers/cog, cog 0.23.1 from .venv-cog) one at a
 time and times, interleaved in each repetition so drift hits all alike:
 
 - bare:  ``session.post(/predictions, json={"input": wire})`` + ``r.json()``,

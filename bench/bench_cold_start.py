@@ -17,7 +17,7 @@ hide the runtime's cost. The model's environment is built once beforehand
 Add a runtime (Docker, ...) by writing a ``bench_<name>(model_dir, args) ->
 Sample`` function and listing it in RUNTIMES.
 
-    .venv/bin/python bench/bench_cold_start.py [-n 5] [--model tests/runtime_models/echo]
+    .venv/bin/python bench/bench_cold_start.py [-n 5] [--model tests/model_servers/process/echo]
 """
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ RUNTIMES: dict[str, Callable[[Path, argparse.Namespace], Sample]] = {
 }
 
 
-DEFAULT_MODEL = ROOT / "tests" / "runtime_models" / "echo"
+DEFAULT_MODEL = ROOT / "tests" / "model_servers" / "process" / "echo"
 DEFAULT_ENV_ROOT = ROOT / ".cache" / "model-envs"
 
 
@@ -158,7 +158,7 @@ def _ms(values: list[float]) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=5, help="repetitions")
-    ap.add_argument("--model", type=Path, default=ROOT / "tests" / "runtime_models" / "echo")
+    ap.add_argument("--model", type=Path, default=ROOT / "tests" / "model_servers" / "process" / "echo")
     ap.add_argument("--env-root", type=Path, default=ROOT / ".cache" / "model-envs")
     ap.add_argument("--runtime", action="append", choices=sorted(RUNTIMES),
                     help="runtimes to time (default: all)")

@@ -120,7 +120,7 @@ def collect(bench, quick: bool = False) -> None:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(add_help=False)
-    ap.add_argument("--model", type=Path, default=ROOT / "tests" / "runtime_models" / "echo")
+    ap.add_argument("--model", type=Path, default=ROOT / "tests" / "model_servers" / "process" / "echo")
     known, _ = ap.parse_known_args(argv)
     info = images.build_model_image(known.model.resolve(), _tag(known.model.resolve()))
     state = "reused" if info["reused"] else f"built in {info['seconds']:.0f} s"

@@ -134,7 +134,7 @@ def setup():
     prefs.cache_folder = str(default_cache_dir())
     catalog, directory, props = mod("core.catalog"), mod("blender.directory"), \
         mod("blender.props")
-    cat = catalog.Catalog.load([catalog.builtin_models_dir(), ROOT / "tests" / "runtime_models"])
+    cat = catalog.Catalog.load([catalog.builtin_models_dir(), ROOT / "tests" / "model_servers" / "process"])
     directory._state["catalog"] = cat
     props.build(cat)
     return bpy, mod
@@ -297,7 +297,7 @@ def docker_figure(bench, bpy, mod, image, n, note, w, h) -> None:
         from buildtools import images
         docker = mod("core.runtimes.docker")
         docker.connect_engine().ping()
-        folder = ROOT / "tests" / "runtime_models" / "identity"
+        folder = ROOT / "tests" / "model_servers" / "process" / "identity"
         info = images.build_model_image(folder, docker.image_tag(folder))
         ours(bpy, mod, image, runtime="DOCKER_CPU")  # starts the container (not measured)
     except Exception as e:  # noqa: BLE001 (any reason Docker cannot run here)

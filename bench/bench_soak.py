@@ -6,7 +6,7 @@ processes and memory.
     .venv/bin/python bench/bench_soak.py                  # 500 sequential, 100 concurrent, 20 cycles
     .venv/bin/python bench/bench_soak.py -n 100 -c 20 --cycles 3   # what CI runs (tests/core/test_faults_soak.py)
 
-The model is tests/runtime_models/echo on the local process runtime (its
+The model is tests/model_servers/process/echo on the local process runtime (its
 environment comes from .cache/model-envs, built on first use). Bounds, checked
 after a warm-up run so pools and the client's one watchdog thread already exist:
 open files +8, threads +4, child processes +0 after the last stop, RSS +64 MB.
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ECHO = ROOT / "tests" / "runtime_models" / "echo"
+ECHO = ROOT / "tests" / "model_servers" / "process" / "echo"
 SHARED_ENVS = ROOT / ".cache" / "model-envs"
 
 BOUNDS = {"fds": 8, "threads": 4, "children": 0, "rss_mb": 64}

@@ -29,8 +29,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDER_GROUPS = [ROOT / "models", ROOT / "tests" / "cog_models", ROOT / "tests" / "runtime_models",
-                 ROOT / "tests" / "docker_models"]
+TEST_SERVERS = ROOT / "tests" / "model_servers"
+FOLDER_GROUPS = [ROOT / "models", TEST_SERVERS / "cog", TEST_SERVERS / "process", TEST_SERVERS / "docker"]
 COG_PIN = "cog==0.23.1"  # the server every model folder runs under
 
 # CPython 3.11 on linux x86_64, every manylinux tag up to glibc 2.36 (Debian
@@ -195,7 +195,7 @@ def main(argv: list[str]) -> int:
         current = True
         for folder in folders:
             if args.what == "lock":
-                if not (folder / "requirements.txt").is_file() and folder.parent.name == "cog_models":
+                if not (folder / "requirements.txt").is_file() and folder.parent == TEST_SERVERS / "cog":
                     continue  # the test predictors share .venv-cog: no lock of their own
                 text, target = lock_text(folder), folder / "requirements.lock"
             else:

@@ -55,7 +55,7 @@ DEV = Env(".venv", "3.11", (
 # numpy as Blender 4.2 itself ships it (the wheel leaves it unpinned).
 BPY42 = Env(".venv-bpy42", "3.11", ("bpy==4.2.23", "numpy==1.26.4"))
 BPY52 = Env(".venv-bpy52", "3.13", ("bpy==5.2.3",))
-# Runs the test predictors in tests/cog_models (real Cog servers) and writes
+# Runs the test predictors in tests/model_servers/cog (real Cog servers) and writes
 # their schemas: the Cog server plus what those predictors import.
 COG = Env(".venv-cog", "3.11", ("cog==0.23.1", "numpy==2.4.6", "pillow==13.0.0"))
 # Checks and runs the Open Job Description template (farm/openjd) like a worker would.

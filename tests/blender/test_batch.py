@@ -5,7 +5,7 @@ either way; an invalid job starts nothing; the JSON-lines log has every step; an
 exported job reproduces a run by hand; ``save_blend`` keeps the results; the example
 jobs fit their shelf models and a few run as they are.
 
-The identity and echo test models (tests/runtime_models) join the shelf; their
+The identity and echo test models (tests/model_servers/process) join the shelf; their
 environments, like the shelf's, live in the shared cache.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ every input source through the identity test model with exact pixels, options
 refused before sending, cancel, a server error reaching the report, warm reuse,
 the UI driver's timer step, and sessions stopped when another file loads.
 
-The identity and echo test models (tests/runtime_models) join the built-in shelf
+The identity and echo test models (tests/model_servers/process) join the built-in shelf
 in the catalog for these tests; their environments live in the shared cache.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.servers import wait_until
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 
-TEST_MODELS = ROOT / "tests" / "runtime_models"
+TEST_MODELS = ROOT / "tests" / "model_servers" / "process"
 
 
 def mod(name):

@@ -151,7 +151,7 @@ def test_a_model_folder_you_add_runs_through_the_run_panel(user_models_env, tmp_
     bpy, directory = user_models_env
     props = mod("blender.props")
     folder = tmp_path / "somewhere" / "my_identity"
-    shutil.copytree(ROOT / "tests" / "runtime_models" / "identity", folder,
+    shutil.copytree(ROOT / "tests" / "model_servers" / "process" / "identity", folder,
                     ignore=shutil.ignore_patterns("card.json"))
     ws = directory.workspace_store().create("Mine")
     bpy.context.scene.runway_workspace = ws.id

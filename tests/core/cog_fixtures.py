@@ -1,4 +1,4 @@
-"""Real Cog servers for tests: one process per test predictor in tests/cog_models.
+"""Real Cog servers for tests: one process per test predictor in tests/model_servers/cog.
 
 A server runs as cog-http.md says: cwd = the model folder (the predictor
 reference and ``.cog/openapi_schema.json`` resolve against it), ``.venv-cog/bin``
@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # plain `pytest` does not put the repository root
 
 from buildtools import envs  # noqa: E402
 from runway_addon.core.runtimes.process import free_port  # noqa: E402
-MODELS = ROOT / "tests" / "cog_models"
+MODELS = ROOT / "tests" / "model_servers" / "cog"
 HOST = "127.0.0.1"
 
 __all__ = ["CogServer", "CogServerPool", "cog_venv", "cog_servers", "free_port", "MODELS"]

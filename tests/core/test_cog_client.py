@@ -1,5 +1,5 @@
 """CogClient against real Cog servers (cog 0.23.1 / coglet), one per test predictor
-in tests/cog_models, plus the schema mapping from the checked-in schema files."""
+in tests/model_servers/cog, plus the schema mapping from the checked-in schema files."""
 from __future__ import annotations
 
 import base64

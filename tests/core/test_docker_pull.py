@@ -42,7 +42,7 @@ from tests.servers import docker_engine, stop_process, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-MODELS = ROOT / "tests" / "docker_models"
+MODELS = ROOT / "tests" / "model_servers" / "docker"
 INVERT = "runway-test/invert:latest"  # built (or reused) exactly as test_docker_runtime does
 REPO = "runway-test/invert"
 TAG = "pull"

@@ -1,5 +1,5 @@
 """DockerSession against the real Docker engine, with images built offline by
-buildtools.images from the predictors in tests/docker_models (built once, then
+buildtools.images from the predictors in tests/model_servers/docker (built once, then
 reused while their content hash matches).
 
 Needs a running engine (CI starts dockerd) and root (debootstrap, chroot) the
@@ -39,7 +39,7 @@ from tests.servers import docker_engine, stop_process, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
-MODELS = ROOT / "tests" / "docker_models"
+MODELS = ROOT / "tests" / "model_servers" / "docker"
 INVERT = "runway-test/invert:latest"
 MEMHOG = "runway-test/memhog:latest"
 REMOTE_HOST = "tcp://127.0.0.1:23750"

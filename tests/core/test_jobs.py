@@ -2,7 +2,7 @@
 Blender: many jobs, concurrent submits, cancel at every stage, a server dying
 mid-run, warm reuse shown by the session's start count, and the blocking driver.
 
-Models: tests/runtime_models/echo (text, optional slow setup) and identity
+Models: tests/model_servers/process/echo (text, optional slow setup) and identity
 (an image sent back unchanged, optional delay or crash).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.servers import wait_until  # noqa: E402
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
 
-MODELS = ROOT / "tests" / "runtime_models"
+MODELS = ROOT / "tests" / "model_servers" / "process"
 ECHO = ModelRef("folder", str(MODELS / "echo"))
 IDENTITY = ModelRef("folder", str(MODELS / "identity"))
 SHARED_ENVS = default_cache_dir() / "model-envs"  # shared with the shelf tests

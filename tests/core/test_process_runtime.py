@@ -1,6 +1,6 @@
 """The local process runtime against the real Cog server (cog 0.23.1).
 
-The model folders are tests/runtime_models/* (``build.py models lock/schema`` write their
+The model folders are tests/model_servers/process/* (``build.py models lock/schema`` write their
 locks and schemas). Their environment is built once into the shared cache
 ``.cache/model-envs`` and reused; the tests that must watch an install build
 into a temporary folder. At most one model server runs at a time.
@@ -34,7 +34,7 @@ from runway_addon.core.runtimes.process import (  # noqa: E402
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
 
-MODELS = ROOT / "tests" / "runtime_models"
+MODELS = ROOT / "tests" / "model_servers" / "process"
 ECHO = MODELS / "echo"
 BROKEN = MODELS / "broken_setup"
 SHARED_ENVS = ROOT / ".cache" / "model-envs"

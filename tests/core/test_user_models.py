@@ -11,8 +11,8 @@ from tests.conftest import ROOT
 from tests.core.cog_fixtures import *  # noqa: F401,F403  (cog_servers, cog_venv)
 from tests.core.runway_server_fixtures import RunwayTestServer
 
-COG_MODELS = ROOT / "tests" / "cog_models"
-RUNTIME_MODELS = ROOT / "tests" / "runtime_models"
+COG_MODELS = ROOT / "tests" / "model_servers" / "cog"
+RUNTIME_MODELS = ROOT / "tests" / "model_servers" / "process"
 
 
 def test_a_cog_folder_with_its_schema_becomes_a_card(tmp_path):

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/root/.cache/runway-blender")
 PYTHON_HOME = Path(os.path.realpath(sys.base_prefix))  # what the environments link to
 ADDON = "bl_ext.user_default.runway"
-IDENTITY = ROOT / "tests" / "runtime_models" / "identity"
+IDENTITY = ROOT / "tests" / "model_servers" / "process" / "identity"
 
 SHIM = """#!{python}
 # blender -> the Debian root's Blender 4.3.2, exec'd in place (written by tests/farm).

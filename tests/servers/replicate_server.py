@@ -32,10 +32,10 @@ What it implements:
   invalid_fields), 429 with Retry-After (injected, see below).
 
 The models (schemas taken from the repository's Cog test predictors):
-- test/invert  (tests/cog_models/image):  inverts ``image`` after ``delay`` s,
+- test/invert  (tests/model_servers/cog/image):  inverts ``image`` after ``delay`` s,
   output an image URL on the delivery origin.
-- test/slow    (tests/cog_models/slow):   works ``seconds`` s in steps, logging.
-- test/fails   (tests/cog_models/predict_fails): logs a line, then fails.
+- test/slow    (tests/model_servers/cog/slow):   works ``seconds`` s in steps, logging.
+- test/fails   (tests/model_servers/cog/predict_fails): logs a line, then fails.
 - deployment test/invert-deploy runs test/invert.
 Predictions carry ``metrics.predict_time`` (the measured compute time).
 
@@ -68,7 +68,7 @@ from urllib.parse import unquote, urlsplit
 
 from PIL import Image, ImageOps
 
-COG_MODELS = Path(__file__).resolve().parents[1] / "cog_models"
+COG_MODELS = Path(__file__).resolve().parents[1] / "model_servers" / "cog"
 MAX_WAIT = 60
 TERMINAL = ("succeeded", "failed", "canceled")
 
