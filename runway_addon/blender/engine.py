@@ -212,7 +212,7 @@ class Engine:
             status.applied = outputs.apply(result.outputs, run.fields, run.targets, info)
         except RunwayError as e:  # some targets failed: the others were still written
             status.applied = list(getattr(e, "applied", [])) + list(getattr(e, "failures", []))
-            status.error = Failure(run.job.id, e.message, e.hint, e.details, type(e).__name__)
+            status.error = Failure.of(run.job.id, e)
             _print(f"{run.model}: {e}")
         info.input_image = None  # the run's pixels are not kept past this point
 

@@ -112,7 +112,7 @@ class RUNWAY_OT_run(_ModelOperator, bpy.types.Operator):
             return {"CANCELLED"}
         err = status.error or handle.failure
         if err is not None:
-            self.report({"ERROR"}, f"{name}: {err.message} {err.hint}".strip())
+            return report_error(self, err, prefix=f"{name}: ")
         return {"CANCELLED"}
 
     def invoke(self, context, event):

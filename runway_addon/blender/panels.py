@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import directory, docker_status, engine, outputs, props
+from . import directory, docker_status, engine, outputs, props, reports
 
 STATE_ICONS = {"queued": "SORTTIME", "starting": "PLAY", "running": "SEQ_PREVIEW",
                "done": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL"}
@@ -91,8 +91,9 @@ class RUNWAY_PT_run(_RunPanel, bpy.types.Panel):
             err = layout.box()
             err.label(text="Failed", icon="ERROR")
             directory._wrapped(err, status.error.message)
-            if status.error.hint:
-                directory._wrapped(err, status.error.hint)
+            hint = reports.hint_for(status.error)
+            if hint:
+                directory._wrapped(err, hint)
         for warning in (status.warnings if status else [])[-3:]:
             layout.label(text=warning[:100], icon="INFO")
         if status is not None and status.applied and not status.active:

@@ -44,17 +44,31 @@ def scrub(text: Any) -> Any:
     return text
 
 
+class Kind:
+    """Machine-readable reasons that a user interface words for its own controls
+    (core hints stay neutral: core knows no buttons; ``blender/reports.py`` says
+    which preference or button fixes each)."""
+
+    TOKEN_MISSING = "token-missing"          # no access token for this service
+    TOKEN_REFUSED = "token-refused"          # the service refused the token (401/403)
+    ONLINE_ACCESS_OFF = "online-access-off"  # the host application forbids the network
+    CONTAINER_MEMORY = "container-memory"    # a container was killed for memory
+    IMAGE_MISSING = "image-missing"          # a Docker image is neither here nor pullable
+
+
 class RunwayError(Exception):
-    """Base of every error the add-on shows. ``hint`` says what to do about it.
+    """Base of every error the add-on shows. ``hint`` says what to do about it;
+    ``kind`` (one of ``Kind``, or empty) lets a UI add words about its own controls.
     Message, hint and details never show a registered secret (``register_secret``)."""
 
-    def __init__(self, message: str, *, hint: str = "", details: str = ""):
+    def __init__(self, message: str, *, hint: str = "", details: str = "", kind: str = ""):
         message, hint, details = scrub(str(message)), scrub(str(hint or "")), \
             scrub(str(details or ""))
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.details = details  # server traceback or logs, shown on demand
+        self.kind = kind
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("message", "hint", "details"):
@@ -108,14 +122,18 @@ class ServerError(RunwayError):
     """The server answered, with an error. ``status`` is the HTTP status (or None)."""
 
     def __init__(self, message: str, *, status: Optional[int] = None, hint: str = "",
-                 details: str = "", field: Optional[str] = None):
-        super().__init__(message, hint=hint, details=details)
+                 details: str = "", field: Optional[str] = None, kind: str = ""):
+        super().__init__(message, hint=hint, details=details, kind=kind)
         self.status = status
         self.field = field
 
 
 class AuthError(ServerError):
     """The server refused the token (401/403), or the token itself is unusable."""
+
+    def __init__(self, message: str, **kw: Any):
+        kw["kind"] = kw.get("kind") or Kind.TOKEN_REFUSED
+        super().__init__(message, **kw)
 
 
 class BadAnswer(ServerError):

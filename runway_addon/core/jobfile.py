@@ -118,7 +118,8 @@ class JobFile(_Strict):
     version: Literal[1] = Field(1, description="The job file format's version")
     model: ModelSource = Field(description="The model: exactly one of its sources")
     runtime: Optional[RUNTIME] = Field(
-        None, description="Where the model runs; null: the add-on preferences' default")
+        None, description="Where the model runs; null: the default of the program that runs "
+                          "the job (in Blender, the extension's preferences)")
     command: Optional[str] = Field(
         None, description="The model's command; null: its first (usually predict)")
     options: dict[str, Any] = Field(

@@ -223,3 +223,34 @@ def test_the_preferences_draw_the_endpoint_as_it_is(blender, endpoint, monkeypat
     finally:
         p.default_runtime = "LOCAL_PROCESS"
         mod._connection_tests.clear()
+
+
+def test_core_errors_get_blender_words_only_in_the_blender_layer(blender):
+    """Core hints are neutral; the report names the Blender control for the error's kind."""
+    import importlib
+
+
+    reports = importlib.import_module(ADDON_PKG + ".blender.reports")
+    errors = importlib.import_module(ADDON_PKG + ".core.errors")
+    remote = importlib.import_module(ADDON_PKG + ".core.runtimes.remote")
+    replicate = importlib.import_module(ADDON_PKG + ".core.protocols.replicate")
+
+    with pytest.raises(errors.RunwayError) as offline:
+        remote.check_online_access("https://models.example.com", False)
+    assert offline.value.kind == errors.Kind.ONLINE_ACCESS_OFF
+    assert "Preferences" not in str(offline.value)
+    words = reports.describe(offline.value)
+    assert words.startswith(offline.value.message)
+    assert "Allow Online Access" in words and "Preferences > System > Network" in words
+
+    with pytest.raises(errors.AuthError) as missing:
+        replicate.ReplicateClient("owner/model", token="").run({})
+    assert missing.value.kind == errors.Kind.TOKEN_MISSING
+    assert "Set Token" not in str(missing.value)
+    assert "Set Token" in reports.hint_for(missing.value)
+    assert "REPLICATE_API_TOKEN" in reports.hint_for(missing.value)
+
+    # An error of no known kind keeps exactly the core's words.
+    plain = errors.RunwayError("The model failed.", hint="See its logs.")
+    assert reports.describe(plain) == "The model failed. See its logs."
+    assert reports.describe(OSError("disk full")) == "disk full"

@@ -176,7 +176,7 @@ def test_a_server_dying_mid_run_fails_that_job_and_the_next_starts_it_again(engi
     [dead] = engine.run_blocking([Job(IDENTITY, {"image": picture(), "crash": True})],
                                  timeout=120)
     assert dead.state is JobState.FAILED
-    assert dead.failure.message and dead.failure.kind  # typed, with words for a person
+    assert dead.failure.message and dead.failure.error_type  # typed, with words for a person
     assert engine.pool.start_count(IDENTITY) == 1
     [next_one] = engine.run_blocking([Job(IDENTITY, {"image": picture()})], timeout=120)
     assert next_one.state is JobState.DONE, next_one.failure
@@ -186,7 +186,7 @@ def test_a_server_dying_mid_run_fails_that_job_and_the_next_starts_it_again(engi
 def test_bad_values_fail_before_sending_with_the_field_named(engine):
     [h] = engine.run_blocking([Job(ECHO, {"text": "x", "repeat": 99})], timeout=60)
     assert h.state is JobState.FAILED
-    assert "repeat" in h.failure.message and h.failure.kind == "SpecValidationError"
+    assert "repeat" in h.failure.message and h.failure.error_type == "SpecValidationError"
     # Cog models have no setup options: one given is refused, naming it.
     [o] = engine.run_blocking([Job(ECHO, {"text": "x"}, options={"checkpoint": "a"})], timeout=60)
     assert o.state is JobState.FAILED and "checkpoint" in o.failure.message

@@ -337,7 +337,7 @@ def test_401_is_an_auth_error_and_the_token_never_shows(stand_in, make_client, c
         bad.run({"image": noise(4, 4)})
     e = err.value
     assert e.status == 401
-    assert "Set Token" in e.hint and "REPLICATE_API_TOKEN" in e.hint
+    assert e.kind == "token-refused" and "REPLICATE_API_TOKEN" in e.hint
     health = bad.health()
     assert health.state is HealthState.UNHEALTHY and "REPLICATE_API_TOKEN" in health.detail
     # A successful run with the right token logs and shows no token either.

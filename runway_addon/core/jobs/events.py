@@ -61,13 +61,19 @@ class Warning(JobEvent):  # noqa: A001 (the vocabulary's word; builtins' is neve
 @dataclass
 class Failure(JobEvent):
     """An error a person can act on: what went wrong, what to do, and the server's
-    own words in ``details``. ``kind`` is the error's class name, for the UI to
-    turn into words about its own buttons."""
+    own words in ``details``. ``kind`` is the error's ``errors.Kind`` (or empty), for
+    the UI to turn into words about its own buttons; ``error_type`` its class name."""
 
     message: str
     hint: str = ""
     details: str = ""
     kind: str = ""
+    error_type: str = ""
+
+    @classmethod
+    def of(cls, job_id: str, error: Any, details: str = "") -> "Failure":
+        return cls(job_id, error.message, error.hint, details or error.details,
+                   getattr(error, "kind", ""), type(error).__name__)
 
 
 @dataclass

@@ -176,8 +176,7 @@ class JobQueue:
         handle.finished.set()
 
     def _fail(self, handle: JobHandle, error: RunwayError, details: str = "") -> None:
-        failure = Failure(handle.id, error.message, error.hint, details or error.details,
-                          type(error).__name__)
+        failure = Failure.of(handle.id, error, details)
         handle.failure = failure
         self._emit(failure)
         self._finish(handle, JobState.FAILED, f"{handle.job.label}: failed")

@@ -38,7 +38,7 @@ from urllib.parse import quote
 import requests
 
 from ..codecs import WireContext, decode_value, encode_value, parse_data_uri
-from ..errors import (AuthError, BadAnswer, Cancelled, ConnectionFailed, FieldIssue,
+from ..errors import (AuthError, BadAnswer, Cancelled, ConnectionFailed, FieldIssue, Kind,
                       RunwayError, ServerError, SpecValidationError, TimedOut)
 from ..spec import Command, ModelSpec, Protocol
 from ..tokens import mask
@@ -54,8 +54,8 @@ __all__ = ["ReplicateClient", "ModelRef", "parse_model_ref", "PredictionTracker"
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
-TOKEN_HINT = ("Set your Replicate API token with the Set Token button (Preferences > Add-ons > "
-              "Runway > Remote endpoints) or in the REPLICATE_API_TOKEN environment variable.")
+TOKEN_HINT = ("Set a Replicate API token for this endpoint, or in the REPLICATE_API_TOKEN "
+              "environment variable.")
 UPLOAD_THRESHOLD = 256 * 1024  # bytes; larger files go through POST /v1/files
 MAX_WAIT = 60  # seconds Replicate holds a `Prefer: wait` request at most
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
@@ -255,7 +255,8 @@ class ReplicateClient(ModelClient):
         """One API request (path under the base URL), retried on 429; each attempt
         bounded by ``timeout`` and all of them by ``deadline``."""
         if not self.token:
-            raise AuthError("No Replicate API token is set.", hint=TOKEN_HINT)
+            raise AuthError("No Replicate API token is set.", hint=TOKEN_HINT,
+                            kind=Kind.TOKEN_MISSING)
         url = self.url + path
         all_headers = {"Accept": "application/json", "Authorization": f"Bearer {self.token}",
                        **(headers or {})}
@@ -310,11 +311,11 @@ class ReplicateClient(ModelClient):
         details = self._scrub(r.text[:4000])
         if status == 401:
             raise AuthError("Replicate refused the API token (401).", status=status,
-                            hint=TOKEN_HINT, details=text)
+                            hint=TOKEN_HINT, details=text, kind=Kind.TOKEN_REFUSED)
         if status == 403:
             raise AuthError(f"The Replicate token has no access to {self.ref} (403).",
                             status=status, hint="Check the model's visibility, or " + TOKEN_HINT,
-                            details=text)
+                            details=text, kind=Kind.TOKEN_REFUSED)
         if status == 404:
             raise ServerError(f"Replicate has no {what} ({text}).", status=status,
                               hint="Check the model reference (owner/name[:version]).",

@@ -21,7 +21,7 @@ import time
 from typing import Optional, Union
 from urllib.parse import urlsplit
 
-from ..errors import AuthError, Cancelled, RunwayError
+from ..errors import AuthError, Cancelled, Kind, RunwayError
 from ..protocols.base import ModelClient
 from ..protocols.replicate import (DEFAULT_BASE_URL, TOKEN_HINT, PredictionTracker, Usage,
                                    is_loopback, parse_model_ref)
@@ -30,8 +30,7 @@ from .base import ModelSession, RuntimeFailed, SessionState, StartAborted
 
 __all__ = ["RemoteSession", "ReplicateSession", "check_online_access", "OFFLINE_MESSAGE"]
 
-OFFLINE_MESSAGE = ("Online access is off in Blender's preferences (System > Network); turn it "
-                   "on to use remote servers")
+OFFLINE_MESSAGE = "Online access is off, so remote servers cannot be reached"
 
 
 def check_online_access(url: str, online_access: bool,
@@ -41,8 +40,9 @@ def check_online_access(url: str, online_access: bool,
         return
     if allow_loopback_offline and is_loopback(urlsplit(url).hostname):
         return
-    raise RuntimeFailed(OFFLINE_MESSAGE + ".",
-                        hint="Or run the model locally (Local process or Docker).")
+    raise RuntimeFailed(OFFLINE_MESSAGE + ".", kind=Kind.ONLINE_ACCESS_OFF,
+                        hint="Allow online access, or run the model locally (a local process "
+                             "or Docker).")
 
 
 class _RemoteBase(ModelSession):
@@ -232,7 +232,8 @@ class ReplicateSession(_RemoteBase):
         client: Optional[ModelClient] = None
         try:
             if not self._token:
-                raise AuthError("No Replicate API token is set.", hint=TOKEN_HINT)
+                raise AuthError("No Replicate API token is set.", hint=TOKEN_HINT,
+                                kind=Kind.TOKEN_MISSING)
             self._note(SessionState.STARTING, f"checking {self.ref} on Replicate")
             with self._lock:
                 old, self._tracker = self._tracker, PredictionTracker()
