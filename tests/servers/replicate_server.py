@@ -2,7 +2,7 @@
 """A local STAND-IN for Replicate's HTTP API, for tests. It is not Replicate.
 
 Written from Replicate's public documentation (summarised in
-shared/protocols/replicate-api.md) because the real service cannot be reached
+docs/protocols/replicate-api.md) because the real service cannot be reached
 from the test machines. It follows that documented contract; where the
 documentation is silent, the choices are marked "stand-in:" below. Nothing
 here was compared against the live service.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for a Runway Model SDK server (and for Runway's hosted models).
 
-It follows shared/protocols/runway-model-sdk.md, quirks included, so the
+It follows docs/protocols/runway-model-sdk.md, quirks included, so the
 client can be tested over real HTTP without the SDK (which needs Flask 1.x
 and cannot be installed here). Standard library plus Pillow only, so it runs
 in any Python the tests use.
