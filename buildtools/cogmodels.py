@@ -77,9 +77,8 @@ def requirements(folder: Path) -> tuple[list[str], list[str]]:
             line, _, comment = raw.partition("#")
             if line.strip():
                 (no_deps if "no-deps" in comment else normal).append(line.strip())
-    block = re.search(r"python_packages:\s*\n((?:[ \t]+-.*\n?)*)", (folder / "cog.yaml").read_text())
-    if block:
-        normal += re.findall(r'-\s*["\']?([^"\'\s]+)', block.group(1))
+    from runway_addon.core.runtimes.cog_yaml import parse_cog_yaml
+    normal += parse_cog_yaml((folder / "cog.yaml").read_text(encoding="utf-8")).python_packages
     if not any(_canonical(r.split("=")[0]) == "cog" for r in normal + no_deps):
         normal.append(COG_PIN)
     return normal, no_deps

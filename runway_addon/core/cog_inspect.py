@@ -17,18 +17,26 @@ predict.py imports them): ``buildtools/cogmodels.py schema`` runs it as
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 
 
 def _predictor_ref(model_dir: Path) -> tuple[str, str]:
-    m = re.search(r'^predict:\s*"?([^":]+)\.py:(\w+)"?\s*$', (model_dir / "cog.yaml").read_text(),
-                  re.M)
-    if not m:
+    """``("predict", "Predictor")`` from cog.yaml, read by the runtime's own reader,
+    loaded by its path: this script runs outside the add-on's package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "runway_cog_yaml", Path(__file__).with_name("runtimes") / "cog_yaml.py")
+    cog_yaml = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = cog_yaml  # dataclasses look their module up
+    spec.loader.exec_module(cog_yaml)
+    config = cog_yaml.parse_cog_yaml((model_dir / "cog.yaml").read_text(encoding="utf-8"))
+    module, name = config.predictor
+    if not module or not name:
         raise SystemExit(f"{model_dir}/cog.yaml has no predict: line")
-    return m.group(1), m.group(2)
+    return module, name
 
 
 def _title(name: str) -> str:

@@ -123,14 +123,6 @@ def prefilled_card(name: str, title: str, spec: ModelSpec, source: dict, *,
 
 # ----------------------------------------------------------------------------- sources
 
-def _cog_gpu(folder: Path) -> bool:
-    try:
-        text = (folder / "cog.yaml").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return bool(re.search(r"^\s+gpu:\s*true\b", text, re.M | re.I))
-
-
 def schema_by_inspecting(folder: Path, *, env_root=None, timeout: float = 600.0,
                          write: bool = True) -> dict:
     """The folder has no ``.cog/openapi_schema.json``: create the model's own
@@ -175,7 +167,7 @@ def card_from_folder(folder, *, start_if_needed: bool = True, timeout: float = 6
     from ``.cog/openapi_schema.json``, else from the predictor itself, inspected
     in its own environment (``schema_by_inspecting``)."""
     from .protocols.cog import spec_from_openapi
-    from .runtimes.process import read_cog_yaml
+    from .runtimes.cog_yaml import load_cog_yaml
 
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
@@ -187,7 +179,8 @@ def card_from_folder(folder, *, start_if_needed: bool = True, timeout: float = 6
     if not (folder / "cog.yaml").is_file():
         raise UserModelError(f"{folder} has no cog.yaml.",
                              hint="Choose a folder that holds cog.yaml and predict.py.")
-    _python, predictor = read_cog_yaml(folder)
+    cog = load_cog_yaml(folder)
+    predictor = cog.predict
     schema_path = folder / COG_SCHEMA
     if schema_path.is_file():
         try:
@@ -204,7 +197,7 @@ def card_from_folder(folder, *, start_if_needed: bool = True, timeout: float = 6
     predict_file = folder / predictor.split(":", 1)[0]
     card = prefilled_card(folder.name, _title(folder.name), spec,
                           {"kind": "folder", "value": str(folder)},
-                          overview=_docstring(predict_file), gpu=_cog_gpu(folder))
+                          overview=_docstring(predict_file), gpu=cog.gpu)
     return card, spec
 
 

@@ -7,56 +7,54 @@ A model folder holds ``predict.py``, ``cog.yaml`` (``build.python_version``,
 ``--require-hashes`` format, every distribution pinned, ``cog`` included) and
 ``.cog/openapi_schema.json``.
 
-Layout on disk::
+Environments are made by ``model_envs`` (one per Python version and lock,
+under ENV_ROOT). The cog.yaml reader is ``cog_yaml``, the interpreter finder
+``interpreters``, OS process control and the owner rule ``processes``.
 
-    ENV_ROOT/py3.11-<lock hash>/          one environment per (Python, lock), reused
-    ENV_ROOT/py3.11-<lock hash>/.runway-env.json   stamp: written last, so a killed
-                                          install never looks complete
+Layout of a session on disk::
+
     RUNTIME_DIR/<session id>/owner.json   who started the session (for orphan cleanup)
     RUNTIME_DIR/<session id>/server.pid   the running server: pid, start time, command
     RUNTIME_DIR/<session id>/server.log   pip's and the server's output
     RUNTIME_DIR/<session id>/shared/      files that travel as bare paths
-
-Process control is POSIX first (own session, ``os.killpg``); on Windows the
-server gets CREATE_NEW_PROCESS_GROUP and is ended with ``taskkill /T``. Only
-Linux is tested.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 import requests
 
 from ..spec import Protocol
 from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, StartAborted
+from .cog_yaml import read_cog_yaml
+from .interpreters import find_python  # noqa: F401
+from .model_envs import ENV_STAMP, ModelEnvironment  # noqa: F401
+from .processes import (HOST, OWNER_TAG, alive_as_recorded, free_port,  # noqa: F401
+                        kill_process_tree, owner_alive, owner_record, popen_group_kwargs,
+                        process_cmdline, process_start_time, read_json, write_json)
+# Older names, kept for the benches and tests that use them.
+from .processes import group_alive as _group_alive  # noqa: F401
+from .processes import owner_record as _owner  # noqa: F401
+from .processes import output_tail as _tail
+from .processes import port_is_free as _port_is_free
+from .processes import wait_until as _wait_until  # noqa: F401
 
 __all__ = ["ModelEnvironment", "ProcessSession", "cleanup_orphans", "find_python",
            "read_cog_yaml", "default_cache_dir", "free_port", "server_command"]
 
-HOST = "127.0.0.1"
-OWNER_TAG = "runway-blender"  # marks pid files (and server env) as ours
-ENV_STAMP = ".runway-env.json"
-LOCK_FILE = "requirements.lock"
-LOG_TAIL_LINES = 30
 _WINDOWS = os.name == "nt"
-_LINUX = sys.platform.startswith("linux")
 
 PathLike = Union[str, os.PathLike]
-Progress = Callable[[str, Optional[int], Optional[int]], None]
 
 
 def default_cache_dir() -> Path:
@@ -69,31 +67,6 @@ def default_cache_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "runway-blender"
-
-
-# --------------------------------------------------------------------------- model folder
-
-def read_cog_yaml(model_dir: PathLike) -> tuple[str, str]:
-    """``(python_version, predictor_ref)`` from the folder's cog.yaml.
-
-    A small line parser rather than PyYAML: the add-on's core must not need it,
-    and these two keys are plain scalars.
-    """
-    path = Path(model_dir) / "cog.yaml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RuntimeFailed(f"{path} cannot be read ({e.strerror})",
-                            hint="Choose a model folder that holds cog.yaml and predict.py.")
-    except UnicodeDecodeError as e:
-        raise RuntimeFailed(f"{path} is not UTF-8 text (byte {e.start} cannot be read)",
-                            hint="Save cog.yaml as UTF-8.") from None
-    version = re.search(r"^\s+python_version:\s*[\"']?(\d+\.\d+)", text, re.M)
-    predict = re.search(r"^predict:\s*[\"']?([^\"'\s#]+)", text, re.M)
-    if not predict:
-        raise RuntimeFailed(f"{path} has no 'predict:' line",
-                            hint='Add for example: predict: "predict.py:Predictor"')
-    return (version.group(1) if version else "3.11"), predict.group(1)
 
 
 def server_command(python: PathLike) -> list[str]:
@@ -120,232 +93,6 @@ def server_env(env_dir: Path, predictor: str, port: int,
     return env
 
 
-# --------------------------------------------------------------------------- Python interpreters
-
-_python_cache: dict[str, str] = {}
-
-
-def _candidates(version: str) -> Iterator[str]:
-    exe = f"python{version}"
-    found = shutil.which(exe)
-    if found:
-        yield found
-    # pyenv keeps every version under $PYENV_ROOT/versions/X.Y.Z even when the
-    # shim on PATH points at another one.
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    versions = sorted((pyenv_root / "versions").glob(f"{version}.*"),
-                      key=lambda p: [int(x) if x.isdigit() else 0 for x in
-                                     p.name.split(".")], reverse=True)
-    for v in versions:
-        yield str(v / "bin" / exe)
-    if _WINDOWS and shutil.which("py"):
-        yield f"py -{version}"
-    for name in ("python3", "python"):
-        found = shutil.which(name)
-        if found:
-            yield found
-    yield sys.executable
-
-
-def find_python(version: str) -> str:
-    """The path of a Python ``version`` ("3.11") that can create venvs.
-
-    Looks on PATH (``python3.11``), in pyenv's versions, the ``py`` launcher on
-    Windows, then ``python3``/``python``/this interpreter if their version fits.
-    """
-    if version in _python_cache:
-        return _python_cache[version]
-    probe = ("import sys, venv, ensurepip; "
-             "print('%d.%d' % sys.version_info[:2]); print(sys.executable)")
-    for cand in _candidates(version):
-        argv = cand.split(" ") if cand.startswith("py -") else [cand]
-        try:
-            out = subprocess.run([*argv, "-c", probe], capture_output=True, text=True,
-                                 timeout=30, env=server_env_clean())
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        lines = out.stdout.split()
-        if out.returncode == 0 and len(lines) >= 2 and lines[0] == version:
-            # The real executable, not a pyenv shim: quicker, and venv's `home`.
-            _python_cache[version] = lines[1]
-            return lines[1]
-    hint = (f"Install Python {version} (python.org, your package manager such as "
-            f"'apt install python{version} python{version}-venv', or 'pyenv install {version}') "
-            f"and make 'python{version}' available on PATH.")
-    raise RuntimeFailed(f"The model needs Python {version}, which was not found.", hint=hint)
-
-
-def server_env_clean() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("PYTHONPATH", "PYTHONHOME"):
-        env.pop(name, None)
-    return env
-
-
-# --------------------------------------------------------------------------- processes
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def process_start_time(pid: int) -> Optional[str]:
-    """An opaque token that changes when ``pid`` is reused; None when no such process."""
-    if _LINUX:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        # Field 22 (start time in clock ticks since boot), counted after the
-        # command name, which may itself hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2:].split()
-        return f"{_boot_id()}:{fields[19]}"
-    if _WINDOWS:
-        return _windows_start_time(pid)
-    try:  # macOS and other POSIX systems
-        out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
-def _windows_start_time(pid: int) -> Optional[str]:
-    import ctypes
-    from ctypes import wintypes
-
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return None
-    try:
-        times = [wintypes.FILETIME() for _ in range(4)]
-        if not kernel32.GetProcessTimes(handle, *[ctypes.byref(t) for t in times]):
-            return None
-        return f"{times[0].dwHighDateTime}:{times[0].dwLowDateTime}"
-    finally:
-        kernel32.CloseHandle(handle)
-
-
-def process_cmdline(pid: int) -> Optional[list[str]]:
-    """The command line of ``pid`` as a list, or None where it cannot be read."""
-    if _LINUX:
-        try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        return [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]]
-    if _WINDOWS:
-        return None  # not checked on Windows: pid + creation time must do
-    try:
-        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip().split() or None
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any live (not zombie) process is left in process group ``pgid``."""
-    if _LINUX:
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2:].split()
-            # fields[0] = state, fields[2] = pgrp; zombies wait for their reaper.
-            if int(fields[2]) == pgid and fields[0] not in "ZX":
-                return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    end = time.monotonic() + timeout
-    while True:
-        if cond():
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(step)
-
-
-def kill_process_tree(pid: int, grace: float = 3.0) -> bool:
-    """End the process group led by ``pid`` (SIGTERM, SIGKILL after ``grace``).
-
-    True when nothing of it is left. The caller keeps ``pid`` unreaped (its own
-    child) or has checked that it is still the process it means, so the group
-    id cannot belong to anyone else.
-    """
-    if _WINDOWS:
-        subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
-        return _wait_until(lambda: process_start_time(pid) is None, grace)
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        if _wait_until(lambda: not _group_alive(pid), wait):
-            return True
-    return False
-
-
-def _popen_group_kwargs() -> dict:
-    """Start a child as leader of its own group, so the server and the worker
-    it spawns can be ended together, and Ctrl+C in a terminal does not reach it."""
-    if _WINDOWS:
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-    return {"start_new_session": True}
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write atomically: a reader never sees half a file."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> Optional[dict]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 def _readable(log: str) -> str:
     """coglet logs JSON lines; show them as "LEVEL message (error)" lines."""
     out = []
@@ -364,216 +111,6 @@ def _readable(log: str) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-# --------------------------------------------------------------------------- environments
-
-class ModelEnvironment:
-    """The model's own Python environment, made from its ``requirements.lock``.
-
-    Created on first use under ``root`` in a temporary folder, stamped, then
-    renamed into place, so a killed install never looks complete; reused when
-    the stamp is there (a file read). ``abort()`` from another thread kills a
-    running install and removes what it made.
-    """
-
-    def __init__(self, model_dir: PathLike, root: PathLike, *, python: Optional[str] = None):
-        self.model_dir = Path(model_dir).resolve()
-        self.root = Path(root).resolve()  # the server runs in the model folder
-        self.lock_path = self.model_dir / LOCK_FILE
-        self.python_version, _ = read_cog_yaml(self.model_dir)
-        self._python = python  # an explicit interpreter (tests, preferences)
-        try:
-            lock = self.lock_path.read_bytes()
-        except OSError:
-            raise RuntimeFailed(
-                f"{self.lock_path} is missing",
-                hint="A model folder needs a hash-pinned requirements.lock (cog included).")
-        self.lock_sha256 = hashlib.sha256(lock).hexdigest()
-        self.packages = len(re.findall(rb"^[A-Za-z0-9][A-Za-z0-9._-]*\s*==", lock, re.M))
-        # One environment per Python version and lock content: two model
-        # folders with the same lock share it.
-        self.key = f"py{self.python_version}-{self.lock_sha256[:16]}"
-        self.path = self.root / self.key
-        self._abort = threading.Event()
-        self._timeout = 3600.0
-        self._proc: Optional[subprocess.Popen] = None
-        self._proc_lock = threading.Lock()
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.path / ("Scripts" if _WINDOWS else "bin")
-
-    @property
-    def python(self) -> Path:
-        return self.bin_dir / ("python.exe" if _WINDOWS else "python")
-
-    def is_ready(self) -> bool:
-        stamp = _read_json(self.path / ENV_STAMP)
-        # python's symlink breaks when its base interpreter goes away: rebuild then.
-        return bool(stamp and stamp.get("lock_sha256") == self.lock_sha256
-                    and self.python.exists())
-
-    def abort(self) -> None:
-        """Stop a running ``ensure()`` from any thread; it raises StartAborted."""
-        self._abort.set()
-        with self._proc_lock:
-            proc = self._proc
-        if proc is not None and proc.poll() is None:
-            kill_process_tree(proc.pid, grace=1.0)
-
-    def ensure(self, on_progress: Optional[Progress] = None, log=None,
-               timeout: float = 3600.0) -> Path:
-        """Create the environment unless it is ready; return its folder.
-
-        ``on_progress(message, done, total)`` gets one call per step; ``log``
-        (a text file) gets pip's whole output; ``timeout`` bounds each of the
-        two steps (venv, pip install).
-        """
-        progress = on_progress or (lambda *a: None)
-        self._timeout = timeout
-        if self.is_ready():
-            progress("environment ready (reused)", None, None)
-            return self.path
-        python = self._python or find_python(self.python_version)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._build_lock():
-            if self.is_ready():  # built by someone else while we waited
-                progress("environment ready (built by another session)", None, None)
-                return self.path
-            self._remove_leftovers()
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.key}-", dir=self.root))
-            try:
-                self._build(python, tmp, progress, log)
-                self._check_abort()
-                _write_json(tmp / ENV_STAMP, {"lock_sha256": self.lock_sha256,
-                                              "python": python, "created": time.time(),
-                                              "model_dir": str(self.model_dir)})
-                if self.path.exists():  # stale (no stamp or broken): set aside, then drop
-                    trash = self.root / f".trash-{self.key}-{secrets.token_hex(4)}"
-                    os.rename(self.path, trash)
-                    shutil.rmtree(trash, ignore_errors=True)
-                os.rename(tmp, self.path)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        progress("environment ready", None, None)
-        return self.path
-
-    def _build(self, python: str, tmp: Path, progress: Progress, log) -> None:
-        # The venv is built in `tmp` and renamed: that works because the server
-        # runs `bin/python` (a symlink, or a copy on Windows) and pyvenv.cfg names
-        # only the base interpreter; script shebangs would keep `tmp`, and none
-        # is used.
-        progress(f"creating environment (Python {self.python_version})", None, None)
-        argv = python.split(" ") if python.startswith("py -") else [python]
-        self._run([*argv, "-m", "venv", str(tmp)], log, "creating the environment")
-        total = self.packages
-        progress(f"installing {total} packages", 0, total)
-        done = 0
-        tmp_python = tmp / ("Scripts/python.exe" if _WINDOWS else "bin/python")
-
-        def on_line(line: str) -> None:
-            nonlocal done
-            if line.startswith(("Collecting ", "Processing ")):
-                done = min(done + 1, total)
-                # "Collecting numpy==2.4.6 (from -r ...)" -> "collecting numpy==2.4.6"
-                what = os.path.basename(line.split(" (from ")[0].split(" ", 1)[1])
-                progress(f"collecting {what}", done, total)
-            elif line.startswith("Installing collected packages"):
-                progress(f"installing {total} packages", done, total)
-
-        # --no-deps: the lock lists every distribution the model needs and may
-        # leave out declared dependencies it never imports.
-        self._run([str(tmp_python), "-m", "pip", "install", "--require-hashes", "--no-deps",
-                   "--no-input", "--progress-bar", "off", "--disable-pip-version-check",
-                   "-r", str(self.lock_path)], log, "installing the model's packages", on_line)
-
-    def _run(self, argv: list[str], log, what: str,
-             on_line: Optional[Callable[[str], None]] = None) -> None:
-        self._check_abort()
-        lines: list[str] = []
-        with self._proc_lock:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, text=True, errors="replace",
-                                    env=server_env_clean(), cwd=str(self.model_dir),
-                                    **_popen_group_kwargs())
-            self._proc = proc
-        # Reading pip's output blocks: a timer ends a step that hangs (network).
-        timed_out = threading.Event()
-        timer = threading.Timer(self._timeout, lambda: (timed_out.set(),
-                                                        kill_process_tree(proc.pid, grace=1.0)))
-        timer.daemon = True
-        timer.start()
-        try:
-            # abort() may have come between the check and the Popen.
-            if self._abort.is_set():
-                kill_process_tree(proc.pid, grace=1.0)
-            for line in proc.stdout:  # ends when pip exits or is killed
-                line = line.rstrip()
-                lines.append(line)
-                if log is not None:
-                    log.write(f"[env] {line}\n")
-                    log.flush()
-                if on_line:
-                    on_line(line)
-            proc.wait()
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                kill_process_tree(proc.pid, grace=1.0)
-                proc.wait()
-            proc.stdout.close()
-            with self._proc_lock:
-                self._proc = None
-        self._check_abort()
-        if timed_out.is_set():
-            raise RuntimeFailed(f"Timed out {what} for {self.model_dir.name} "
-                                f"(over {self._timeout:.0f} s).",
-                                hint="Check the network; then start the model again.",
-                                details=_tail("\n".join(lines)))
-        if proc.returncode != 0:
-            raise RuntimeFailed(
-                f"Failed {what} for {self.model_dir.name} (exit code {proc.returncode}).",
-                hint="Check the network or package index access and the folder's "
-                     "requirements.lock; the log has pip's output.",
-                details=_tail("\n".join(lines)))
-
-    def _check_abort(self) -> None:
-        if self._abort.is_set():
-            raise StartAborted("Stopped while creating the model's environment.")
-
-    def _build_lock(self):
-        """Serialise builds of one environment across processes (POSIX): two
-        sessions of one model, or parallel tests, build it once."""
-        env = self
-
-        class _Lock:
-            def __enter__(self_):
-                self_.fh = open(env.root / f".{env.key}.lock", "a+")
-                if _WINDOWS:  # the rename keeps Windows safe; it may build twice
-                    return self_
-                import fcntl
-                while True:
-                    try:
-                        fcntl.flock(self_.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        return self_
-                    except BlockingIOError:
-                        if env._abort.wait(0.2):
-                            self_.fh.close()
-                            env._check_abort()
-
-            def __exit__(self_, *exc):
-                self_.fh.close()  # closing releases the lock
-
-        return _Lock()
-
-    def _remove_leftovers(self) -> None:
-        # Under the build lock every temp folder of this key is a dead build's.
-        for p in self.root.glob(f".tmp-{self.key}-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in self.root.glob(f".trash-{self.key}-*"):
-            shutil.rmtree(p, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- sessions
 
 class _Stopped(Exception):
@@ -582,11 +119,6 @@ class _Stopped(Exception):
 
 class _PortTaken(Exception):
     """The server could not bind its port: someone took it after we checked."""
-
-
-def _owner() -> dict:
-    return {"tag": OWNER_TAG, "owner_pid": os.getpid(),
-            "owner_start_time": process_start_time(os.getpid())}
 
 
 class ProcessSession(ModelSession):
@@ -699,7 +231,7 @@ class ProcessSession(ModelSession):
         self.session_dir = self.runtime_dir / sid
         (self.session_dir / "shared").mkdir(parents=True)
         self.shared_dir = str(self.session_dir / "shared")
-        _write_json(self.session_dir / "owner.json", {**_owner(), "model_dir": str(self.model_dir)})
+        write_json(self.session_dir / "owner.json", {**owner_record(), "model_dir": str(self.model_dir)})
         self._log = open(self.session_dir / "server.log", "a", encoding="utf-8",
                          errors="replace")
 
@@ -743,12 +275,12 @@ class ProcessSession(ModelSession):
             self._proc = subprocess.Popen(
                 argv, cwd=str(self.model_dir), stdin=subprocess.DEVNULL,
                 env=server_env(self.environment.path, self.predictor, port, self.extra_env),
-                stdout=self._log, stderr=subprocess.STDOUT, **_popen_group_kwargs())
+                stdout=self._log, stderr=subprocess.STDOUT, **popen_group_kwargs())
             self.pid, self.port = self._proc.pid, port
             self.url = f"http://{HOST}:{port}"
 
-            _write_json(self.session_dir / "server.pid", {
-                **_owner(), "pid": self.pid, "start_time": process_start_time(self.pid),
+            write_json(self.session_dir / "server.pid", {
+                **owner_record(), "pid": self.pid, "start_time": process_start_time(self.pid),
                 "cmdline": argv, "port": port, "model_dir": str(self.model_dir),
                 "session": self.session_dir.name})
 
@@ -949,19 +481,6 @@ def _setup_seconds(health: dict) -> Optional[float]:
 
 # --------------------------------------------------------------------------- orphans
 
-def _alive_as_recorded(pid, start_time, cmdline=None) -> bool:
-    """Whether ``pid`` is still the process that was recorded (not a reused pid)."""
-    if not isinstance(pid, int) or pid <= 0 or not start_time:
-        return False
-    if process_start_time(pid) != start_time:
-        return False
-    if cmdline is not None:
-        now = process_cmdline(pid)
-        if now is not None and now != cmdline:
-            return False
-    return True
-
-
 def cleanup_orphans(runtime_dir: Optional[PathLike] = None) -> list[str]:
     """Stop model servers left behind by a crashed Blender; call at start-up.
 
@@ -975,8 +494,8 @@ def cleanup_orphans(runtime_dir: Optional[PathLike] = None) -> list[str]:
     if not root.is_dir():
         return stopped
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        owner = _read_json(d / "owner.json")
-        server = _read_json(d / "server.pid")
+        owner = read_json(d / "owner.json")
+        server = read_json(d / "server.pid")
         who = server or owner
         if who is None:
             # A folder being created right now has no owner.json for a moment.
@@ -985,9 +504,9 @@ def cleanup_orphans(runtime_dir: Optional[PathLike] = None) -> list[str]:
             continue
         if who.get("tag") != OWNER_TAG:
             continue  # not ours: leave it
-        if _alive_as_recorded(who.get("owner_pid"), who.get("owner_start_time")):
+        if owner_alive(who.get("owner_pid"), who.get("owner_start_time"), who.get("host")):
             continue  # its Blender still runs (maybe another instance): its session
-        if server and _alive_as_recorded(server.get("pid"), server.get("start_time"),
+        if server and alive_as_recorded(server.get("pid"), server.get("start_time"),
                                          server.get("cmdline")):
             if kill_process_tree(server["pid"]):
                 stopped.append(f"stopped model server pid {server['pid']} on port "
