@@ -390,6 +390,13 @@ class RunwayPreferences(bpy.types.AddonPreferences):
         description="Docker engine address; empty uses DOCKER_HOST or the platform default "
                     "(unix:///var/run/docker.sock, npipe:////./pipe/docker_engine)",
     )
+    docker_publish_address: StringProperty(
+        name="Model ports on remote Docker hosts",
+        description="The address of a remote Docker host that model ports are published on. "
+                    "Empty: loopback only, so only an engine on this computer can be used. "
+                    "0.0.0.0 (all) or one of the host's addresses (e.g. a VPN's): anyone who "
+                    "can reach it can use the model, which has no login",
+    )
     memory_limit_gb: IntProperty(
         name="Container memory (GB)",
         description="Memory limit for model containers; Docker Desktop's 2 GB default makes many "
@@ -432,6 +439,7 @@ class RunwayPreferences(bpy.types.AddonPreferences):
             else:
                 col.label(text="Remote GPU: select an endpoint below", icon="ERROR")
         col.prop(self, "docker_host", text="Local Docker host")
+        col.prop(self, "docker_publish_address")
         col.prop(self, "memory_limit_gb")
         col.prop(self, "cache_folder")
         col.prop(self, "idle_minutes")

@@ -39,6 +39,7 @@ def placement(runtime: str = ""):
     common = dict(runtime=runtime, env_root=str(dirs["env_root"]),
                   runtime_dir=str(dirs["runtime_dir"]), mem_limit=prefs.memory_limit_gb * GB,
                   docker_host=prefs.docker_host or None,
+                  docker_publish_ip=prefs.docker_publish_address.strip() or None,
                   online_access=bool(getattr(bpy.app, "online_access", True)))
     if runtime != "REMOTE":
         return Placement(**common)

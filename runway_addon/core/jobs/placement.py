@@ -28,10 +28,12 @@ class Placement:
     runtime_dir: Optional[str] = None  # local process: session folders, pid files
     mem_limit: Optional[int] = None  # Docker: bytes
     docker_host: Optional[str] = None  # Docker: None for the local engine
+    docker_publish_ip: Optional[str] = None  # a remote engine's address for model ports
     remote_kind: str = "URL"
     remote_address: str = ""
     remote_name: str = ""
     token: Optional[str] = field(default=None, repr=False, compare=False)
+    replicate_base_url: str = ""  # Replicate's API unless given (a gateway or a stand-in)
     online_access: bool = True
     replica: int = 0  # replicas of one model run side by side as separate sessions
 
@@ -51,9 +53,11 @@ def open_session(model: ModelRef, placement: Placement, on_event=None) -> ModelS
     if model.kind == "url":
         return remote.RemoteSession(model.value, token=p.token, name=model.name,
                                     on_event=on_event, online_access=p.online_access)
+    replicate = {"base_url": p.replicate_base_url} if p.replicate_base_url else {}
     if model.kind == "replicate":
         return remote.ReplicateSession(model.value, token=p.token, name=model.name,
-                                       on_event=on_event, online_access=p.online_access)
+                                       on_event=on_event, online_access=p.online_access,
+                                       **replicate)
     image = model.value if model.kind == "image" else docker.image_tag(model.value)
     if p.runtime == "LOCAL_PROCESS":
         if model.kind != "folder":
@@ -63,7 +67,8 @@ def open_session(model: ModelRef, placement: Placement, on_event=None) -> ModelS
                                       env_root=p.env_root, runtime_dir=p.runtime_dir)
     if p.runtime in ("DOCKER_CPU", "DOCKER_GPU"):
         return docker.DockerSession(model.name, image, on_event=on_event, mem_limit=p.mem_limit,
-                                    gpu=p.runtime == "DOCKER_GPU", docker_host=p.docker_host)
+                                    gpu=p.runtime == "DOCKER_GPU", docker_host=p.docker_host,
+                                    publish_ip=p.docker_publish_ip)
     # REMOTE: the endpoint either runs this model's image or names a model itself.
     if not p.remote_address:
         raise RuntimeFailed("No remote endpoint is selected.", hint="Choose a remote endpoint, "
@@ -71,9 +76,11 @@ def open_session(model: ModelRef, placement: Placement, on_event=None) -> ModelS
     name = p.remote_name or model.name
     if p.remote_kind == "DOCKER_HOST":
         return docker.DockerSession(model.name, image, on_event=on_event, mem_limit=p.mem_limit,
-                                    docker_host=p.remote_address)
+                                    docker_host=p.remote_address,
+                                    publish_ip=p.docker_publish_ip)
     if p.remote_kind == "REPLICATE":
         return remote.ReplicateSession(p.remote_address, token=p.token, name=name,
-                                       on_event=on_event, online_access=p.online_access)
+                                       on_event=on_event, online_access=p.online_access,
+                                       **replicate)
     return remote.RemoteSession(p.remote_address, token=p.token, name=name, on_event=on_event,
                                 online_access=p.online_access)

@@ -8,7 +8,8 @@
     session.stop()             # removes the container, frees the port
 
 Safety: the container's port 5000 is published on 127.0.0.1 only (Docker picks
-a free host port), never privileged, no host network, every capability
+a free host port; on a remote engine, the address the user chose, see
+``publish_address``), never privileged, no host network, every capability
 dropped, ``no-new-privileges``, a memory limit without swap (so running out of
 memory is a real, reported OOM kill), a pid limit. Every container carries our
 labels, so ``cleanup_orphans`` removes what a crashed Blender left behind and
@@ -40,6 +41,7 @@ from urllib.parse import urlparse
 import requests
 
 from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, StartAborted
+from .processes import owner_alive, process_start_time
 from .pywin32_paths import ensure_pywin32_paths
 
 CONTAINER_PORT = 5000
@@ -49,6 +51,7 @@ SESSION_LABEL = LABEL_PREFIX + "session"
 MODEL_LABEL = LABEL_PREFIX + "model"
 PID_LABEL = LABEL_PREFIX + "pid"
 HOST_LABEL = LABEL_PREFIX + "host"
+STARTED_LABEL = LABEL_PREFIX + "pid-started"  # tells our pid from a reused one
 UNAVAILABLE = "Docker unavailable"  # the seed's plain status line
 PIDS_LIMIT = 4096  # generous for model servers and their data loaders, bounds a fork bomb
 
@@ -95,6 +98,31 @@ def _connect_host(docker_host: Optional[str]) -> str:
 
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def publish_address(docker_host: Optional[str], publish_ip: Optional[str] = None
+                    ) -> tuple[str, str]:
+    """(the engine's address that publishes the model port, the host we reach it at).
+
+    A model server has no login, so its port is on loopback unless the user chose
+    an address of a remote engine (``publish_ip``: "0.0.0.0" for all of them, or
+    one, e.g. a VPN's): anyone who reaches that address can use the model. A
+    local engine always publishes on loopback.
+    """
+    host = _connect_host(docker_host)
+    if not _is_remote(docker_host):
+        return "127.0.0.1", host
+    ip = (publish_ip or "").strip() or "127.0.0.1"
+    if _is_loopback(ip):
+        if not _is_loopback(host):
+            raise RuntimeFailed(
+                f"The model's port would be published on the loopback address of {host} "
+                "only, which this computer cannot reach.",
+                hint="Choose which address of the remote Docker host publishes model ports "
+                     "(anyone who can reach it can use the model), or run the model on this "
+                     "computer.")
+        return "127.0.0.1", host
+    return ip, host if ip in ("0.0.0.0", "::") else ip
 
 
 def connect_engine(docker_host: Optional[str] = None, *, tls: Any = None,
@@ -159,7 +187,8 @@ def container_config(image: str, *, model: str, owner: str, session_id: str,
     ``swappiness``: also set mem_swappiness=0 (only cgroup v1 engines accept it).
     """
     labels = {OWNER_LABEL: owner, SESSION_LABEL: session_id, MODEL_LABEL: model,
-              PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname()}
+              PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname(),
+              STARTED_LABEL: process_start_time(os.getpid()) or ""}
     cfg: dict[str, Any] = {
         "image": image,
         "name": f"runway-{_slug(model)}-{session_id[:12]}",
@@ -199,34 +228,29 @@ def container_config(image: str, *, model: str, owner: str, session_id: str,
     return cfg
 
 
-def _pid_alive(pid: int) -> bool:
+def _owner_alive(labels: dict) -> bool:
+    """The owner rule (processes.owner_alive) read from a container's labels."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        pid = int(labels.get(PID_LABEL, "0"))
+    except ValueError:
         return False
-    except (PermissionError, OSError):
-        return True  # exists, owned by someone else
-    return True
+    return owner_alive(pid, labels.get(STARTED_LABEL), labels.get(HOST_LABEL, ""))
 
 
 def cleanup_orphans(client, owner: str) -> list[str]:
     """Remove containers that an earlier, crashed Blender of ``owner`` left.
 
     Only containers with our owner label are touched; of those, the ones whose
-    Blender process is still alive on this machine (another Blender of the same
-    user) are kept. Returns the names of removed containers.
+    Blender still runs on this machine are kept: this Blender's own (the add-on
+    enabled again) and another Blender's of the same user. Returns the names of
+    removed containers.
     """
     removed = []
-    host = socket.gethostname()
     for c in client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"}):
         labels = c.labels or {}
         if labels.get(OWNER_LABEL) != owner:  # belt and braces over the engine's filter
             continue
-        try:
-            pid = int(labels.get(PID_LABEL, "0"))
-        except ValueError:
-            pid = 0
-        if labels.get(HOST_LABEL) == host and pid and pid != os.getpid() and _pid_alive(pid):
+        if _owner_alive(labels):
             continue
         try:
             c.remove(force=True)
@@ -260,6 +284,7 @@ class DockerSession(ModelSession):
     ``pull``: try a registry when the image is missing. ``env``: extra
     container environment (e.g. COG_WEIGHTS). ``user``: the container user;
     default on Linux is this user's uid:gid, so shared files stay ours.
+    ``publish_ip``: a remote engine's address for the model port (``publish_address``).
     """
 
     def __init__(self, name: str, image: str, *,
@@ -268,9 +293,10 @@ class DockerSession(ModelSession):
                  gpu_ids: Optional[list[str]] = None, docker_host: Optional[str] = None,
                  tls: Any = None, owner: Optional[str] = None, share_files: bool = True,
                  pull: bool = True, env: Optional[dict[str, str]] = None,
-                 user: Optional[str] = None, client=None):
+                 user: Optional[str] = None, client=None, publish_ip: Optional[str] = None):
         super().__init__(name, on_event)
         self.image = image
+        self.publish_ip = publish_ip
         self.mem_limit = mem_limit
         self.gpu = gpu
         self.gpu_ids = gpu_ids
@@ -475,9 +501,7 @@ class DockerSession(ModelSession):
         if self.share_files:
             self.shared_dir = tempfile.mkdtemp(prefix=f"runway-{_slug(self.name)}-")
         cgroup_v1 = str(self._client.info().get("CgroupVersion", "1")) == "1"
-        host = _connect_host(self.docker_host)
-        # A remote engine's port must be reachable from here; a local one only from here.
-        bind_ip = "127.0.0.1" if _is_loopback(host) else "0.0.0.0"
+        bind_ip, host = publish_address(self.docker_host, self.publish_ip)
         cfg = container_config(
             self.image, model=self.name, owner=self.owner, session_id=self.session_id,
             mem_limit=self.mem_limit, gpu=self.gpu, gpu_ids=self.gpu_ids,
