@@ -107,11 +107,22 @@ class Engine:
 
     def submit_run(self, context, model: ModelRef, command, sources: dict, options: dict,
                    targets: dict, placement, *, label: str = "", version: str = "",
-                   status_key: str = ""):
+                   status_key: str = "", scratch: Optional[list] = None):
         """Queue one run of ``command``: the inputs read from Blender as ``sources``
         say (main thread), each output to its ``targets``. The Run panel and job
-        files both come through here."""
+        files both come through here. ``scratch``: temporary folders the run owns
+        (removed when it ends, or now if it cannot be queued)."""
         gathered = inputs.gather(context, command, sources)
+        gathered.scratch.extend(scratch or [])
+        try:
+            return self._submit_gathered(context, model, command, gathered, options, targets,
+                                         placement, label, version, status_key)
+        except BaseException:
+            gathered.discard()
+            raise
+
+    def _submit_gathered(self, context, model, command, gathered, options, targets, placement,
+                         label, version, status_key):
         _validate(command.inputs, {k: v for k, v in gathered.values.items()
                                    if not hasattr(v, "resolve")}, "input")
         fields = {f.name: f for f in command.outputs}
@@ -126,7 +137,8 @@ class Engine:
             options=options, inputs=gathered.sources, time=time.time(),
             frame=scene.frame_current, scene=scene.name, camera=gathered.camera)
         job = Job(model, gathered.values, options, command=command.name, placement=placement,
-                  label=label or model.name, outputs=wanted, prepare=lambda values: outputs.prepare(values, fields))
+                  label=label or model.name, outputs=wanted, scratch=gathered.scratch,
+                  prepare=lambda values: outputs.prepare(values, fields))
         return self._queue(Run(job, status_key or model.name, targets, fields, info,
                                overlay_input=gathered.overlay_input))
 

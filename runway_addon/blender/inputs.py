@@ -13,6 +13,7 @@ datablock, a file; everything else: the widget's value.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -45,6 +46,13 @@ class Gathered:
     sources: dict = field(default_factory=dict)
     camera: str = ""
     overlay_input: Optional[str] = None  # the image input structured outputs refer to
+    scratch: list = field(default_factory=list)  # temporary folders the run owns
+
+    def discard(self) -> None:
+        """Remove the temporary folders: for a run that will not be queued."""
+        for folder in self.scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.scratch.clear()
 
 
 # ------------------------------------------------------------------ worker-side readers
@@ -168,8 +176,9 @@ class _Render:
     """One render of the scene camera per run, whatever number of inputs use it,
     with the passes the inputs asked for enabled for it."""
 
-    def __init__(self, scene):
+    def __init__(self, scene, scratch: list):
         self.scene = scene
+        self.scratch = scratch  # the folder it renders into is added here
         self.png: Optional[str] = None
         self.exr: Optional[str] = None
         self.passes: set = set()
@@ -193,8 +202,9 @@ class _Render:
                 setattr(layer, f, True)
             scene.render.use_sequencer = False
             bpy.ops.render.render(write_still=False)
-            self.png, self.exr = save_render_result(
-                scene, tempfile.mkdtemp(prefix="runway-render-"), "camera", bool(self.passes))
+            folder = tempfile.mkdtemp(prefix="runway-render-")
+            self.scratch.append(folder)
+            self.png, self.exr = save_render_result(scene, folder, "camera", bool(self.passes))
         except RuntimeError as e:  # bpy reports render errors as RuntimeError
             raise InputError(what, f"the render failed: {e}") from e
         finally:
@@ -264,7 +274,16 @@ def gather(context, command, sources: dict) -> Gathered:
     Inputs without a source are left out (the model's default applies)."""
     scene = context.scene
     out = Gathered()
-    render = _Render(scene)
+    try:
+        _gather(context, scene, command, sources, out)
+    except BaseException:
+        out.discard()
+        raise
+    return out
+
+
+def _gather(context, scene, command, sources: dict, out: Gathered) -> None:
+    render = _Render(scene, out.scratch)
     fields = {f.name: f for f in command.inputs}
     for name in sources:
         if name not in fields:
@@ -286,7 +305,6 @@ def gather(context, command, sources: dict) -> Gathered:
             value, described = _plain_input(f, src, f.label)
         out.values[f.name] = value
         out.sources[f.name] = described
-    return out
 
 
 def _image_input(context, scene, src: Source, render, what):

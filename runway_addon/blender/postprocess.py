@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -101,7 +102,6 @@ class RenderState:
     failed: dict = field(default_factory=dict)  # frame -> message
     stopped: bool = False
     cancelled: bool = False
-    temp: str = ""
     pending: set = field(default_factory=set)  # job ids whose Done was not handled yet
     finished_render: bool = False  # render_complete came
     scene_name: str = ""
@@ -181,18 +181,20 @@ def _targets(plan: Plan, scene, frame: int) -> dict:
     return targets
 
 
-def _save_frame(scene, state: RenderState, frame: int) -> tuple[str, str]:
-    """The Render Result of ``frame`` as files the worker can read. A pass input needs
-    its pass enabled in the View Layer properties before the render."""
-    if not state.temp:
-        state.temp = tempfile.mkdtemp(prefix="runway-post-")
+def _save_frame(scene, state: RenderState, frame: int, scratch: list) -> tuple[str, str]:
+    """The Render Result of ``frame`` as files the worker can read, in a folder of
+    the frame's own (added to ``scratch``: removed when the frame's run ends). A pass
+    input needs its pass enabled in the View Layer properties before the render."""
     if bpy.data.images.get("Render Result") is None:
         # Some .blend files have no Render Result image in `-b -f` renders; the frame
-        # Blender wrote is there by render_post in animations and farm chunks.
+        # Blender wrote is there by render_post in animations and farm chunks (it is
+        # the artist's file: read, never removed).
         written = bpy.path.abspath(scene.render.frame_path(frame=frame))
         if os.path.isfile(written) and not state.plan.passes:
             return written, ""
-    return inputs.save_render_result(scene, state.temp, f"frame_{frame:06d}",
+    folder = tempfile.mkdtemp(prefix="runway-post-")
+    scratch.append(folder)
+    return inputs.save_render_result(scene, folder, f"frame_{frame:06d}",
                                      bool(state.plan.passes))
 
 
@@ -228,19 +230,23 @@ def on_render_post(scene, *_args):
     frame = scene.frame_current
     state.last_frame = frame
     eng = engine.get()
+    scratch: list = []
     try:
-        png, exr = _save_frame(scene, state, frame)
+        png, exr = _save_frame(scene, state, frame, scratch)
         # The handler's scene, not the window's: in the GUI this is the render thread.
         context = SimpleNamespace(scene=scene, view_layer=scene.view_layers[0], object=None)
         handle = eng.submit_run(context, state.plan.model, state.plan.command,
                                 _frame_sources(state.plan, scene, png, exr), state.plan.options,
                                 _targets(state.plan, scene, frame), state.plan.placement,
                                 label=f"{state.plan.label} frame {frame}",
-                                version=state.plan.version, status_key=state.plan.model.name)
+                                version=state.plan.version, status_key=state.plan.model.name,
+                                scratch=scratch)
     except RunwayError as e:
+        _discard(scratch)  # submit_run removed them if it got them; a failed save did not
         _failed(state, frame, str(e))
         return
     except RuntimeError as e:  # bpy: the render result could not be saved
+        _discard(scratch)
         _failed(state, frame, f"the render could not be read: {e}".strip())
         return
     with _lock:
@@ -251,6 +257,11 @@ def on_render_post(scene, *_args):
         return  # the GUI's render thread: the engine's timer writes the results
     for event in eng.queue.poll():  # background: write what is ready, between frames
         eng.handle(event)
+
+
+def _discard(folders: list) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _failed(state: RenderState, frame: int, message: str) -> None:

@@ -90,6 +90,9 @@ class Job:
     # buffers ready for Blender), so the driver's thread has less to do.
     prepare: Optional[Callable[[dict], dict]] = field(default=None, repr=False)
     start_only: bool = False  # start (or reuse) the model's session, run nothing
+    # Temporary folders only this job reads (a render saved for it): the queue
+    # removes them when the job ends, however it ends.
+    scratch: list[str] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self):

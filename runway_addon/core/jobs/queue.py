@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import queue as _queue
+import shutil
 import threading
 import time
 import traceback
@@ -170,6 +171,8 @@ class JobQueue:
     def _finish(self, handle: JobHandle, state: JobState, message: str = "") -> None:
         handle.state = state
         job = handle.job
+        for folder in job.scratch:
+            shutil.rmtree(folder, ignore_errors=True)
         if message:
             self._emit(Status(job.id, state, message))
         self._emit(Done(job.id, state, handle.result))
