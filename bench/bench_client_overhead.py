@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from runway_addon.core.codecs import WireContext, encode_value  # noqa: E402
 from runway_addon.core.protocols.cog import CogClient  # noqa: E402
 from buildtools import envs  # noqa: E402
-from tests.core.cog_fixtures import MODELS, CogServer  # noqa: E402
+from tests.servers import COG_MODELS as MODELS, CogServer  # noqa: E402
 
 
 def bare_post(session: requests.Session, url: str, wire: dict, busy: list) -> dict:

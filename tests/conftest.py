@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from buildtools import envs
+from tests.helpers import ADDON_PKG, ROOT
+from tests.servers import CogServerPool
 
 BLENDER_USER = tempfile.mkdtemp(prefix="runway-blender-user-")
 os.environ["BLENDER_USER_RESOURCES"] = BLENDER_USER
-
-ADDON_PKG = "bl_ext.user_default.runway"
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +55,17 @@ def blender(addon):
     bpy.ops.wm.read_homefile(use_factory_startup=True, use_empty=True)
     assert ADDON_PKG in bpy.context.preferences.addons
     return bpy
+
+
+@pytest.fixture(scope="session")
+def cog_venv() -> Path:
+    """.venv-cog: the Cog server and what the test predictors import."""
+    return envs.ensure(envs.COG).parent.parent
+
+
+@pytest.fixture(scope="session")
+def cog_servers(cog_venv):
+    """Real Cog servers for tests/model_servers/cog by name (tests.servers.CogServerPool)."""
+    pool = CogServerPool(cog_venv)
+    yield pool
+    pool.stop_all()

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.blender.test_run import known_pixels, byte_image, mod, pixels_top_down, runway  # noqa: F401
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 

@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-from tests.conftest import ADDON_PKG
+from tests.helpers import ADDON_PKG
 
 pytestmark = pytest.mark.blender
 

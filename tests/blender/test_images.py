@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import ADDON_PKG
+from tests.helpers import ADDON_PKG
 
 pytestmark = pytest.mark.blender
 

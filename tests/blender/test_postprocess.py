@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.blender.test_run import runway  # noqa: F401 (the fixture)
-from tests.conftest import ADDON_PKG
+from tests.helpers import ADDON_PKG
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 

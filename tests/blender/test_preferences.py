@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADDON_PKG
+from tests.helpers import ADDON_PKG
 
 pytestmark = pytest.mark.blender
 
@@ -170,7 +170,7 @@ def _wait_result(mod, ep, timeout=30):
 @pytest.mark.network
 def test_test_connection_says_what_it_found_without_blocking(blender, endpoint, tmp_path):
     import time
-    from tests.core.runway_server_fixtures import RunwayTestServer
+    from tests.servers import RunwayTestServer
     mod = prefs_mod()
     srv = RunwayTestServer(tmp_path / "srv", options={"weights_dir": str(tmp_path)}).wait_ready()
     try:

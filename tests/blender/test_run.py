@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from runway_addon.core.runtimes.process import default_cache_dir, process_start_time
-from tests.conftest import ADDON_PKG, ROOT
-from tests.servers import wait_until
+from tests.helpers import ADDON_PKG, ROOT, wait_until
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 

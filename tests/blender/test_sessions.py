@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from runway_addon.core.runtimes.process import default_cache_dir
-from tests.conftest import ADDON_PKG
+from tests.helpers import ADDON_PKG
 
 pytestmark = [pytest.mark.blender]
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from runway_addon.core.runtimes import process
-from tests.conftest import ADDON_PKG, ROOT
+from tests.helpers import ADDON_PKG, ROOT
 from tests.core.test_process_runtime import CRASHING_OWNER, ECHO, SHARED_ENVS, gone, port_refused
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.conftest import ADDON_PKG, ROOT
+from tests.helpers import ADDON_PKG, ROOT
 
 pytestmark = pytest.mark.blender
 
@@ -189,12 +189,11 @@ def test_a_model_folder_you_add_runs_through_the_run_panel(user_models_env, tmp_
 
 
 @pytest.mark.network
-def test_a_running_server_you_add_gets_widgets_offline(user_models_env):
-    from tests.core.cog_fixtures import CogServer, MODELS, cog_venv  # noqa: F401
-    from buildtools import envs
+def test_a_running_server_you_add_gets_widgets_offline(user_models_env, cog_venv):
+    from tests.servers import COG_MODELS, CogServer
     bpy, directory = user_models_env
     props = mod("blender.props")
-    server = CogServer(envs.ensure(envs.COG).parent.parent, MODELS / "image")
+    server = CogServer(cog_venv, COG_MODELS / "image")
     try:
         server.wait_settled()
         assert bpy.ops.runway.model_add(kind="URL", url=server.url) == {"FINISHED"}

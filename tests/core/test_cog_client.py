@@ -15,20 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-try:  # tests/core may or may not become a package
-    from .cog_fixtures import *  # noqa: F401,F403
-    from .cog_fixtures import MODELS, ROOT
-except ImportError:
-    from cog_fixtures import *  # noqa: F401,F403
-    from cog_fixtures import MODELS, ROOT
-
 from runway_addon.core.client import connect
 from runway_addon.core.codecs import FileValue
 from runway_addon.core.errors import (Cancelled, ModelNotReady, RunwayError, ServerError,
                                       SpecValidationError)
 from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
+from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
+from tests.helpers import ROOT
+from tests.servers import COG_MODELS as MODELS
 
 
 def schema_of(name: str) -> dict:
@@ -198,7 +194,7 @@ def test_client_repr_hides_token():
 
 @pytest.mark.network
 def test_health_unreachable():
-    client = CogClient(f"http://127.0.0.1:{free_port()}")  # noqa: F405 (cog_fixtures)
+    client = CogClient(f"http://127.0.0.1:{free_port()}")
     assert client.health().state is HealthState.UNREACHABLE
 
 

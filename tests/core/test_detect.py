@@ -8,19 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-try:  # tests/core may or may not become a package
-    from .cog_fixtures import *  # noqa: F401,F403
-    from .cog_fixtures import free_port
-    from .runway_server_fixtures import RunwayTestServer
-except ImportError:
-    from cog_fixtures import *  # noqa: F401,F403
-    from cog_fixtures import free_port
-    from runway_server_fixtures import RunwayTestServer
-
 from runway_addon.core.client import connect
 from runway_addon.core.errors import AuthError, ConnectionFailed, ServerError
 from runway_addon.core.protocols.detect import detect_protocol
+from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
+from tests.servers import RunwayTestServer
 
 
 class _Canned(BaseHTTPRequestHandler):

@@ -30,15 +30,11 @@ import pytest
 import requests
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from runway_addon.core.runtimes import docker as rt  # noqa: E402
-from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted  # noqa: E402
-from runway_addon.core.runtimes.docker import DockerSession  # noqa: E402
-from runway_addon.core.runtimes.process import free_port  # noqa: E402
-from tests.servers import docker_engine, stop_process, wait_until  # noqa: E402
+from runway_addon.core.runtimes import docker as rt
+from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted
+from runway_addon.core.runtimes.docker import DockerSession
+from runway_addon.core.runtimes.process import free_port
+from tests.helpers import ROOT, docker_engine, stop_process, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

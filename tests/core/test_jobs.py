@@ -15,17 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from runway_addon.core import codecs  # noqa: E402
-from runway_addon.core.jobs import (Done, Failure, Job, JobQueue, JobState, ModelRef,  # noqa: E402
+from runway_addon.core import codecs
+from runway_addon.core.jobs import (Done, Failure, Job, JobQueue, JobState, ModelRef,
                                     Placement, SessionPool, Status, open_session)
-from runway_addon.core.runtimes.base import SessionState  # noqa: E402
-from runway_addon.core.runtimes.process import (ProcessSession, default_cache_dir,  # noqa: E402
+from runway_addon.core.runtimes.base import SessionState
+from runway_addon.core.runtimes.process import (ProcessSession, default_cache_dir,
                                                 process_start_time)
-from tests.servers import wait_until  # noqa: E402
+from tests.helpers import ROOT, wait_until
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]

@@ -22,14 +22,11 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from runway_addon.core.runtimes import process  # noqa: E402
-from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted  # noqa: E402
-from runway_addon.core.runtimes.process import (  # noqa: E402
+from runway_addon.core.runtimes import process
+from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted
+from runway_addon.core.runtimes.process import (
     ModelEnvironment, ProcessSession, cleanup_orphans, process_start_time)
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]

@@ -11,35 +11,19 @@ import pytest
 import requests
 from PIL import Image
 
-try:  # tests/core may or may not become a package
-    from .cog_fixtures import *  # noqa: F401,F403
-    from .cog_fixtures import free_port
-    from .runway_server_fixtures import RunwayTestServer
-    from .test_replicate_client import TOKEN, ReplicateStandIn
-except ImportError:
-    from cog_fixtures import *  # noqa: F401,F403
-    from cog_fixtures import free_port
-    from runway_server_fixtures import RunwayTestServer
-    from test_replicate_client import TOKEN, ReplicateStandIn
-
-from runway_addon.core.errors import Cancelled  # noqa: E402
-from runway_addon.core.protocols.cog import CogClient  # noqa: E402
-from runway_addon.core.protocols.replicate import ReplicateClient  # noqa: E402
-from runway_addon.core.protocols.runway import RunwayClient  # noqa: E402
-from runway_addon.core.runtimes.base import (RuntimeFailed, SessionState,  # noqa: E402
+from runway_addon.core.errors import Cancelled
+from runway_addon.core.protocols.cog import CogClient
+from runway_addon.core.protocols.replicate import ReplicateClient
+from runway_addon.core.protocols.runway import RunwayClient
+from runway_addon.core.runtimes.base import (RuntimeFailed, SessionState,
                                             StartAborted)
-from runway_addon.core.runtimes.remote import (OFFLINE_MESSAGE, RemoteSession,  # noqa: E402
+from runway_addon.core.runtimes.remote import (OFFLINE_MESSAGE, RemoteSession,
                                                ReplicateSession)
-from runway_addon.core.spec import Protocol  # noqa: E402
+from runway_addon.core.runtimes.process import free_port
+from runway_addon.core.spec import Protocol
+from tests.servers import REPLICATE_TOKEN as TOKEN, RunwayTestServer
 
 network = pytest.mark.network
-
-
-@pytest.fixture(scope="module")
-def stand_in():
-    server = ReplicateStandIn()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,65 +15,15 @@ import pytest
 import requests
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from runway_addon.core.client import connect  # noqa: E402
-from runway_addon.core.codecs import FileValue  # noqa: E402
-from runway_addon.core.errors import (AuthError, Cancelled, RunwayError, ServerError,  # noqa: E402
+from runway_addon.core.client import connect
+from runway_addon.core.codecs import FileValue
+from runway_addon.core.errors import (AuthError, Cancelled, RunwayError, ServerError,
                                       SpecValidationError)
-from runway_addon.core.protocols.base import HealthState  # noqa: E402
-from runway_addon.core.protocols.replicate import (ModelRef, ReplicateClient,  # noqa: E402
+from runway_addon.core.protocols.base import HealthState
+from runway_addon.core.protocols.replicate import (ModelRef, ReplicateClient,
                                                    parse_model_ref)
-from runway_addon.core.spec import FileField, ImageField, NumberField, Protocol  # noqa: E402
-from tests.servers import stop_process  # noqa: E402
-
-SERVER = ROOT / "tests" / "servers" / "replicate_server.py"
-TOKEN = "r8_StandInToken_0123456789abcdef"  # what the stand-in accepts; must never leak
-
-
-class ReplicateStandIn:
-    """The stand-in server as a real process on free loopback ports."""
-
-    def __init__(self, token: str = TOKEN):
-        self.proc = subprocess.Popen([sys.executable, str(SERVER), "--token", token],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("REPLICATE_TEST_SERVER"):
-            self.proc.kill()
-            raise RuntimeError(f"stand-in did not start: {line}{self.proc.stderr.read()}")
-        ports = dict(part.split("=") for part in line.split()[1:])
-        self.url = f"http://127.0.0.1:{ports['api']}"
-        self.delivery = f"http://127.0.0.1:{ports['delivery']}"
-
-    def requests(self, since: int = 0) -> list[dict]:
-        return requests.get(self.url + "/_test/requests", timeout=5).json()[since:]
-
-    def mark(self) -> int:
-        """Where the request log ends now: pass it to requests(since=...)."""
-        return len(self.requests())
-
-    def configure(self, **config) -> None:
-        requests.post(self.url + "/_test/config", json=config, timeout=5).raise_for_status()
-
-    def predictions(self) -> dict:
-        return requests.get(self.url + "/_test/predictions", timeout=5).json()
-
-    def files(self) -> dict:
-        return requests.get(self.url + "/_test/files", timeout=5).json()
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-
-
-@pytest.fixture(scope="module")
-def stand_in():
-    server = ReplicateStandIn()
-    yield server
-    server.stop()
+from runway_addon.core.spec import FileField, ImageField, NumberField, Protocol
+from tests.servers import REPLICATE_TOKEN as TOKEN, ReplicateStandIn
 
 
 @pytest.fixture

@@ -34,10 +34,7 @@ from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, Category
                                     ImageLandmarksField, ImagePointField, NumberField, Protocol,
                                     SegmentationField, TextField, VectorField)
 
-try:
-    from .runway_server_fixtures import SERVER, RunwayTestServer
-except ImportError:  # tests/core is not a package: pytest put this folder on sys.path
-    from runway_server_fixtures import SERVER, RunwayTestServer
+from tests.servers import RUNWAY_SDK_SERVER as SERVER, RunwayTestServer
 
 ALL_TYPES = {"image", "text", "number", "boolean", "category", "vector", "array", "file",
              "segmentation", "image_point", "image_bounding_box", "image_landmarks", "any"}

@@ -29,7 +29,7 @@ from runway_addon.core.protocols.detect import detect_protocol
 from runway_addon.core.protocols.runway import RunwayClient
 from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
-from tests.servers import stop_process
+from tests.helpers import stop_process
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

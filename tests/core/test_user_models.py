@@ -7,9 +7,8 @@ import pytest
 
 from runway_addon.core import catalog, user_models
 from runway_addon.core.catalog import Catalog
-from tests.conftest import ROOT
-from tests.core.cog_fixtures import *  # noqa: F401,F403  (cog_servers, cog_venv)
-from tests.core.runway_server_fixtures import RunwayTestServer
+from tests.helpers import ROOT
+from tests.servers import REPLICATE_TOKEN, ReplicateStandIn, RunwayTestServer
 
 COG_MODELS = ROOT / "tests" / "model_servers" / "cog"
 RUNTIME_MODELS = ROOT / "tests" / "model_servers" / "process"
@@ -106,10 +105,9 @@ def test_a_running_runway_sdk_server_url(tmp_path):
 
 @pytest.mark.network
 def test_a_replicate_model_from_the_stand_in(tmp_path):
-    from tests.core.test_replicate_client import TOKEN, ReplicateStandIn
     stand_in = ReplicateStandIn()
     try:
-        card, spec = user_models.card_from_replicate("test/invert", token=TOKEN,
+        card, spec = user_models.card_from_replicate("test/invert", token=REPLICATE_TOKEN,
                                                      base_url=stand_in.url)
     finally:
         stand_in.stop()

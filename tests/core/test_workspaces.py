@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from runway_addon.core.workspaces import WorkspaceError, WorkspaceStore
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_create_rename_delete_and_order_models(tmp_path):

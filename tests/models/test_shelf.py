@@ -23,18 +23,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from runway_addon.core.catalog import load_card  # noqa: E402
-from runway_addon.core.codecs import (FileValue, WireContext, decode_image_bytes,  # noqa: E402
+from runway_addon.core.catalog import load_card
+from runway_addon.core.codecs import (FileValue, WireContext, decode_image_bytes,
                                       decode_value)
-from runway_addon.core.errors import RunwayError  # noqa: E402
-from runway_addon.core.protocols.cog import spec_from_openapi  # noqa: E402
-from runway_addon.core.runtimes.process import ProcessSession  # noqa: E402
+from runway_addon.core.errors import RunwayError
+from runway_addon.core.protocols.cog import spec_from_openapi
+from runway_addon.core.runtimes.process import ProcessSession
 
-from runway_addon.core.exr import read_exr  # noqa: E402
+from runway_addon.core.exr import read_exr
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
