@@ -540,3 +540,71 @@ def test_start_stop_cycles_leave_nothing_behind(engine, images, sessions, owner)
     grown = soak.growth(base, soak.resources())
     assert not soak.over_bounds(grown), (grown, soak.BOUNDS)
     assert not engine.containers.list(all=True, filters={"label": f"{rt.OWNER_LABEL}={owner}"})
+
+
+# ---------------------------------------------------------------- clean-up: whose containers stay
+
+def _labelled(engine, owner, pid, started=None, host=None):
+    """A created (never started) container carrying an owner's labels."""
+    labels = {rt.OWNER_LABEL: owner, rt.PID_LABEL: str(pid),
+              rt.HOST_LABEL: host or socket.gethostname()}
+    if started is not None:
+        labels[rt.STARTED_LABEL] = started
+    return engine.containers.create(INVERT, command=["sleep", "1"], labels=labels)
+
+
+@pytest.mark.slow  # may build the test images first
+def test_cleanup_in_the_same_blender_keeps_its_own_live_container(engine, images, sessions,
+                                                                  owner):
+    """The add-on enabled again in a running Blender runs the start-up clean-up in the
+    process that owns a running model: that container is this Blender's, alive, and
+    keeps serving."""
+    s = sessions()
+    s.start(timeout=120)
+    c = engine.containers.get(s.container_id)
+    assert c.labels[rt.PID_LABEL] == str(os.getpid())
+    assert c.labels[rt.STARTED_LABEL] == rt.process_start_time(os.getpid())
+    assert rt.cleanup_orphans(engine, owner) == []
+    c.reload()
+    assert c.status == "running"
+    with s.client() as model:
+        out = model.run({"image": _pattern()}).outputs["output"].read_bytes()
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(io.BytesIO(out)).convert("RGB")), 255 - _pattern())
+
+
+@pytest.mark.slow  # may build the test images first
+def test_cleanup_tells_a_live_owner_from_a_reused_pid(engine, images, owner):
+    """Kept: a live Blender's (its pid and start time match), an old label without a
+    start time whose pid lives. Removed: a dead pid; a live pid that is now another
+    process (its start time differs), this Blender's own pid included; another host's."""
+    alive = subprocess.Popen(["sleep", "120"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    made = {}
+    try:
+        assert wait_until(lambda: rt.process_start_time(alive.pid) is not None, 5)
+        me = os.getpid()
+        made["live owner"] = _labelled(engine, owner, alive.pid,
+                                       rt.process_start_time(alive.pid))
+        made["old label, live pid"] = _labelled(engine, owner, alive.pid)
+        made["dead pid"] = _labelled(engine, owner, gone.pid, "boot:1")
+        made["pid reused"] = _labelled(engine, owner, alive.pid, "boot:1")
+        made["our pid reused"] = _labelled(engine, owner, me, "boot:1")
+        made["other host"] = _labelled(engine, owner, me, rt.process_start_time(me),
+                                       host="another-machine")
+        removed = set(rt.cleanup_orphans(engine, owner))
+        assert removed == {made[k].name for k in ("dead pid", "pid reused", "our pid reused",
+                                                  "other host")}
+        left = {c.name for c in engine.containers.list(
+            all=True, filters={"label": f"{rt.OWNER_LABEL}={owner}"})}
+        assert left == {made["live owner"].name, made["old label, live pid"].name}
+        alive.kill()
+        alive.wait()
+        assert set(rt.cleanup_orphans(engine, owner)) == left  # its Blender is gone now
+    finally:
+        if alive.poll() is None:
+            alive.kill()
+        for c in engine.containers.list(all=True,
+                                        filters={"label": f"{rt.OWNER_LABEL}={owner}"}):
+            c.remove(force=True)
