@@ -14,27 +14,22 @@ from __future__ import annotations
 
 import io
 import socket
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from runway_addon.core.errors import RunwayError  # noqa: E402
-from runway_addon.core.jobs.job import ModelRef  # noqa: E402
-from runway_addon.core.jobs.placement import Placement, open_session  # noqa: E402
-from runway_addon.core.runtimes import docker as rt  # noqa: E402
-from runway_addon.core.runtimes.base import RuntimeFailed, SessionState  # noqa: E402
-from runway_addon.core.runtimes.remote import RemoteSession, ReplicateSession  # noqa: E402
-from tests.core.test_docker_runtime import INVERT, engine, images  # noqa: E402,F401
-from tests.core.test_replicate_client import TOKEN, ReplicateStandIn  # noqa: E402
-from tests.servers.hostile import HostileServer, cog_routes, cog_schema  # noqa: E402
-from tests.servers.tcp_forward import UnixForward  # noqa: E402
+from runway_addon.core.errors import RunwayError
+from runway_addon.core.jobs.job import ModelRef
+from runway_addon.core.jobs.placement import Placement, open_session
+from runway_addon.core.runtimes import docker as rt
+from runway_addon.core.runtimes.base import RuntimeFailed, SessionState
+from runway_addon.core.runtimes.remote import RemoteSession, ReplicateSession
+from tests.core.test_docker_runtime import INVERT, engine, images  # noqa: F401 (fixtures)
+from tests.servers import REPLICATE_TOKEN as TOKEN
+from tests.servers.hostile import HostileServer, cog_routes, cog_schema
+from tests.servers.tcp_forward import UnixForward
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 INVERT_REF = ModelRef("image", INVERT, "invert")
@@ -175,13 +170,6 @@ def test_local_engine_stays_on_loopback_whatever_the_setting(images, engine):  #
 
 
 # ---------------------------------------------------------------- Replicate
-
-@pytest.fixture(scope="module")
-def stand_in():
-    server = ReplicateStandIn()
-    yield server
-    server.stop()
-
 
 @pytest.mark.network
 @pytest.mark.parametrize("how", ["endpoint", "card"])
