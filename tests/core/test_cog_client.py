@@ -509,3 +509,98 @@ def test_rich_types_come_from_the_x_runway_extension():
     assert out["pose"].type == "image_landmarks" and out["pose"].connections == [(0, 1)]
     assert out["seg"].type == "segmentation" and out["seg"].labels == ["bg", "fg"]
     assert out["broken"].type == "file" and out["broken"].raw["x-runway"] == {"type": "nonsense"}
+
+
+# --------------------------------------------------------------------------- setup, URL outputs
+
+COG_TOKEN = "tok-CogClient-setup-and-urls-7713"
+
+
+def _data_uri(img: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode()
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_model_still_in_setup_is_not_ready_then_runs(cog_venv, tmp_path):
+    """A real Cog server whose setup() waits for a file: while it sets up, the schema
+    and a prediction (Cog answers 503 "Setup has not finished yet") are ModelNotReady
+    with a hint to wait; once setup ends the same client runs."""
+    import shutil
+
+    from tests.helpers import wait_until
+    from tests.servers import CogServer
+
+    model = tmp_path / "image"
+    shutil.copytree(MODELS / "image", model)
+    go = tmp_path / "go"
+    source = (model / "predict.py").read_text()
+    (model / "predict.py").write_text(source.replace(
+        "class Predictor(BasePredictor):\n",
+        "class Predictor(BasePredictor):\n"
+        "    def setup(self):\n"
+        "        import os\n"
+        "        while not os.path.exists(os.environ['RUNWAY_TEST_GO']):\n"
+        "            time.sleep(0.02)\n\n", 1))
+    server = CogServer(cog_venv, model, env={"RUNWAY_TEST_GO": str(go)})
+    client = CogClient(server.url, token=COG_TOKEN, timeout=30)
+    try:
+        assert wait_until(lambda: (server.health() or {}).get("status") == "STARTING", 60), \
+            server.log()
+        assert client.health().state is HealthState.STARTING
+        with pytest.raises(ModelNotReady) as err:
+            client.spec()
+        assert "starting" in err.value.message.lower() and "Wait" in err.value.hint
+        img = gradient(4, 5)
+        with pytest.raises(ModelNotReady) as err:
+            client.predict_raw({"image": _data_uri(img)})
+        assert "setup" in err.value.message and "Wait" in err.value.hint
+        assert "Setup has not finished" in err.value.details  # Cog's own words, kept
+        for text in (err.value.message, err.value.hint, err.value.details, repr(err.value)):
+            assert COG_TOKEN not in text
+        go.write_text("")
+        client.wait_until_ready(60)
+        np.testing.assert_array_equal(decode_png(client.run({"image": img}).outputs["output"])
+                                      [..., :3], 255 - img)
+    finally:
+        client.close()
+        server.stop()
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_outputs_delivered_as_urls_come_without_the_token(cog_venv):
+    """A real Cog server started with --upload-url PUTs its output file to another
+    origin and answers with that file's URL: the client downloads it there (the
+    pixels are the model's), and never sends the server's token to that origin."""
+    from tests.servers import CogServer
+    from tests.servers.hostile import HostileServer
+
+    stored: dict = {}
+
+    def uploads(r):
+        if r.command == "PUT":
+            stored[r.path] = r.body
+            r.json({}, 201)
+        elif r.path in stored:
+            r.raw(200, stored[r.path], content_type="image/png")
+        else:
+            r.json({"detail": "Not Found"}, 404)
+
+    files = HostileServer()
+    files.prefix("/uploads/", uploads)
+    server = CogServer(cog_venv, MODELS / "image", args=("--upload-url", files.url + "/uploads/"))
+    client = CogClient(server.url, token=COG_TOKEN, timeout=60)
+    try:
+        server.wait_settled()
+        img = gradient(6, 7)
+        result = client.run({"image": img})
+        np.testing.assert_array_equal(decode_png(result.outputs["output"])[..., :3], 255 - img)
+        puts = [r for r in files.log if r["method"] == "PUT"]
+        gets = [r for r in files.log if r["method"] == "GET"]
+        assert len(puts) == 1 and [g["path"] for g in gets] == [puts[0]["path"]]
+        assert all("authorization" not in r["headers"] for r in files.log)
+    finally:
+        client.close()
+        server.stop()
+        files.stop()

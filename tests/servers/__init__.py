@@ -40,9 +40,10 @@ class CogServer:
     cwd = the model folder (the predictor reference and ``.cog/openapi_schema.json``
     resolve against it), ``.venv-cog/bin`` first on PATH (the server starts its worker
     as a bare ``python``), the predictor in COG_PREDICT_TYPE_STUB, the port in PORT,
-    ``--host 127.0.0.1``."""
+    ``--host 127.0.0.1``, then ``args`` (e.g. ``--upload-url URL``)."""
 
-    def __init__(self, venv: Path, model_dir: Path, *, env: Optional[dict] = None):
+    def __init__(self, venv: Path, model_dir: Path, *, env: Optional[dict] = None,
+                 args: tuple = ()):
         self.model_dir = Path(model_dir)
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
@@ -55,7 +56,7 @@ class CogServer:
         full_env.pop("PYTHONPATH", None)  # the worker must see only the venv's packages
         # Own session: stop() can end the server and its worker as one group.
         self.proc = subprocess.Popen(
-            [str(venv / "bin" / "python"), "-m", "cog.server.http", "--host", HOST],
+            [str(venv / "bin" / "python"), "-m", "cog.server.http", "--host", HOST, *args],
             cwd=self.model_dir, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
