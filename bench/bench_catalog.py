@@ -5,8 +5,9 @@
 
 Prints, in one run on the same cards:
 - load: ``Catalog.load`` of N card files, against reading and parsing their JSON alone;
-- per query (words plus filters): ``Catalog.search`` (texts prepared once per
-  catalog, filter indexes), against a plain scan of texts prepared once
+- per query (words plus filters, median CPU time): ``Catalog.search`` (a word
+  index and filter indexes prepared once per catalog), against a plain scan of
+  texts prepared once
   (``[c for c, t in texts if word in t]``), the baseline;
 - the directory's list: the search the list runs per redraw is cached by filter
   state, so a redraw with unchanged filters costs a dictionary look-up.
@@ -57,12 +58,14 @@ def make_card(i: int, rng: random.Random) -> dict:
 
 
 def timed(fn, repeat: int) -> float:
-    """Median seconds of ``repeat`` calls."""
+    """Median CPU seconds of ``repeat`` calls. CPU time, not wall time: a search is
+    single-threaded work, and on a shared machine the wall clock also counts the
+    time other processes held the CPU (it varied 3x between runs here)."""
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 

@@ -96,3 +96,17 @@ def test_every_bundled_card_is_complete():
         assert c.links.get("code") and c.licence.summary, c.name
     # The speech model's licence restriction is stated, not hidden.
     assert not cat.get("text-to-speech").licence.commercial_use.allowed
+
+
+def test_the_word_index_finds_exactly_what_a_scan_of_the_texts_finds():
+    """Search looks terms up in an index of words; any part of a word, with or
+    without punctuation, matches exactly the cards whose text holds it."""
+    cat = Catalog.load([catalog.builtin_models_dir()])
+    texts = {c.name: c.text() for c in cat.cards}
+    for term in ("e", "ima", "image", "x4", "-", "real-esr", "(", "2d", "mit", "zzz", "pose"):
+        found = [c.name for c in cat.search(term)]
+        assert sorted(found) == sorted(n for n, t in texts.items() if term in t), term
+        assert len(found) == len(set(found))
+    two = cat.search("image style")
+    assert {c.name for c in two} == {n for n, t in texts.items() if "image" in t and "style" in t}
+    assert two[0].name == "style-transfer"  # both words in its title or keywords
