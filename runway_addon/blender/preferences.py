@@ -99,6 +99,16 @@ def endpoint_problem(kind: str, address: str) -> str:
     return ""
 
 
+def local_docker_problem(address: str) -> str:
+    """What is wrong with the Local Docker engine field ('' when it looks right):
+    it holds this computer's socket only; a remote engine is an endpoint."""
+    address = address.strip()
+    if not address or address.startswith(("unix://", "npipe://")):
+        return ""
+    return ("A remote Docker engine is a Remote endpoint (Remote Docker engine), not the "
+            "local engine: add it there and run on Remote GPU.")
+
+
 # Connection tests, by endpoint key: {"state": "running"|"done", "ok": bool, "text": str}.
 _connection_tests: dict = {}
 
@@ -385,10 +395,13 @@ class RunwayPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
     default_runtime: EnumProperty(name="Run models on", items=RUNTIMES, default="LOCAL_PROCESS")
+    # The one place for this computer's engine; a remote engine is an endpoint
+    # (Remote Docker engine), so a Docker address is entered in one place only.
     docker_host: StringProperty(
-        name="Docker host",
-        description="Docker engine address; empty uses DOCKER_HOST or the platform default "
-                    "(unix:///var/run/docker.sock, npipe:////./pipe/docker_engine)",
+        name="Local Docker engine",
+        description="This computer's Docker engine socket; empty uses DOCKER_HOST or the "
+                    "platform default (unix:///var/run/docker.sock, "
+                    "npipe:////./pipe/docker_engine). A remote engine is a Remote endpoint",
     )
     docker_publish_address: StringProperty(
         name="Model ports on remote Docker hosts",
@@ -438,8 +451,10 @@ class RunwayPreferences(bpy.types.AddonPreferences):
                 col.label(text=f"Remote GPU uses the selected endpoint: {ep.name}", icon="WORLD")
             else:
                 col.label(text="Remote GPU: select an endpoint below", icon="ERROR")
-        col.prop(self, "docker_host", text="Local Docker host")
-        col.prop(self, "docker_publish_address")
+        col.prop(self, "docker_host")
+        problem = local_docker_problem(self.docker_host)
+        if problem:
+            col.label(text=problem, icon="ERROR")
         col.prop(self, "memory_limit_gb")
         col.prop(self, "cache_folder")
         col.prop(self, "idle_minutes")
@@ -465,6 +480,7 @@ class RunwayPreferences(bpy.types.AddonPreferences):
             if ep.kind == "DOCKER_HOST":
                 box.label(text="No token: a Docker engine uses TLS certificates or SSH keys",
                           icon="INFO")
+                box.prop(self, "docker_publish_address")
             else:
                 store = token_store()
                 var = store.source_var(ref, endpoint_env_vars(ep))

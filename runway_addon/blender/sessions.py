@@ -35,6 +35,10 @@ def placement(runtime: str = ""):
 
     prefs = preferences.get_preferences()
     runtime = runtime or prefs.default_runtime
+    problem = preferences.local_docker_problem(prefs.docker_host)
+    if problem and runtime in ("DOCKER_CPU", "DOCKER_GPU"):
+        raise RuntimeFailed(f"The Local Docker engine is set to {prefs.docker_host!r}.",
+                            hint=problem)
     dirs = runtime_dirs()
     common = dict(runtime=runtime, env_root=str(dirs["env_root"]),
                   runtime_dir=str(dirs["runtime_dir"]), mem_limit=prefs.memory_limit_gb * GB,

@@ -311,7 +311,7 @@ _RUN = re.compile(r"\w+")
 class _WordIndex:
     """Which texts hold a search term, without scanning every text.
 
-    A term made of word characters only (``\w``: letters, digits, ``_``) can only
+    A term made of word characters only (``\\w``: letters, digits, ``_``) can only
     occur inside one maximal run of word characters of a text, so it is looked
     up among the distinct runs of all texts (a few thousand, joined into one
     string and found with ``str.find`` at C speed), each with the positions of

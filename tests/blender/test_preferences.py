@@ -225,6 +225,47 @@ def test_the_preferences_draw_the_endpoint_as_it_is(blender, endpoint, monkeypat
         mod._connection_tests.clear()
 
 
+def test_the_docker_engine_address_has_one_place_each(blender, endpoint):
+    """This computer's engine in the Local Docker engine field (a socket); a remote
+    engine only as a Remote Docker engine endpoint, with its port setting there."""
+    from tests.blender.test_directory import Layout
+    p = prefs(blender)
+    mod = prefs_mod()
+    sessions = __import__(ADDON_PKG + ".blender.sessions", fromlist=["_"])
+    base = __import__(ADDON_PKG + ".core.runtimes.base", fromlist=["_"])
+
+    def drawn():
+        class Fake:
+            def __getattr__(self, name):
+                return getattr(p, name)
+        fake = Fake()
+        fake.layout = Layout()
+        type(p).draw(fake, blender.context)
+        return fake.layout.log
+
+    address_fields = lambda log: [a for kind, _, a in log if kind == "prop" and a and  # noqa: E731
+                                  a[0] in ("docker_host", "url")]
+    p.active_endpoint = len(p.endpoints) - 1
+    endpoint.kind, endpoint.url = "URL", "http://127.0.0.1:5000"
+    log = drawn()
+    assert address_fields(log) == [("docker_host",), ("url",)]
+    assert ("docker_publish_address",) not in [a for k, _, a in log if k == "prop"]
+    endpoint.kind, endpoint.url = "DOCKER_HOST", "tcp://render-box:2376"
+    assert ("docker_publish_address",) in [a for k, _, a in drawn() if k == "prop"]
+
+    assert mod.local_docker_problem("") == ""
+    assert mod.local_docker_problem("unix:///run/user/1000/docker.sock") == ""
+    p.docker_host = "tcp://render-box:2376"
+    try:
+        assert any("Remote endpoint" in t for _, t, _ in drawn())
+        with pytest.raises(base.RuntimeFailed, match="Local Docker engine") as e:
+            sessions.placement("DOCKER_CPU")
+        assert "Remote endpoint" in e.value.hint
+        assert sessions.placement("LOCAL_PROCESS").runtime == "LOCAL_PROCESS"
+    finally:
+        p.docker_host = ""
+
+
 def test_core_errors_get_blender_words_only_in_the_blender_layer(blender):
     """Core hints are neutral; the report names the Blender control for the error's kind."""
     import importlib
