@@ -476,6 +476,8 @@ class RUNWAY_OT_workspace_move_model(_WorkspaceModelOp, bpy.types.Operator):
 # ----------------------------------------------------------------------------- your own models
 
 ADD_KINDS = (("FOLDER", "Model folder", "A Cog predictor folder (cog.yaml and predict.py)"),
+             ("IMAGE", "Docker image", "A Cog model's Docker image on this computer, or one "
+                                       "Docker can pull (runs in Docker)"),
              ("URL", "Model server URL", "A running Cog or Runway Model SDK server"),
              ("REPLICATE", "Replicate model", "owner/name[:version] on Replicate (needs a "
                                                "Replicate endpoint's token)"))
@@ -498,13 +500,16 @@ def _replicate_token():
 class RUNWAY_OT_model_add(bpy.types.Operator):
     bl_idname = "runway.model_add"
     bl_label = "Add Your Model"
-    bl_description = ("Add a model that is not in the directory: a model folder, a running "
-                      "model server or a Replicate model; its card is filled in from the "
-                      "source and you can edit it")
+    bl_description = ("Add a model that is not in the directory: a model folder, a Docker "
+                      "image, a running model server or a Replicate model; its card is filled "
+                      "in from the source and you can edit it")
     bl_options = {"INTERNAL"}
 
     kind: EnumProperty(name="From", items=ADD_KINDS, default="FOLDER")
     folder: StringProperty(name="Folder", subtype="DIR_PATH", options={"SKIP_SAVE"})
+    image: StringProperty(name="Image", options={"SKIP_SAVE"},
+                          description="For example runway-for-blender/upscale:latest "
+                                      "(docker images lists those on this computer)")
     url: StringProperty(name="URL", options={"SKIP_SAVE"},
                         description="For example http://127.0.0.1:5000")
     replicate: StringProperty(name="Model", options={"SKIP_SAVE"},
@@ -526,7 +531,8 @@ class RUNWAY_OT_model_add(bpy.types.Operator):
         col = self.layout.column()
         col.use_property_split = True
         col.prop(self, "kind")
-        col.prop(self, {"FOLDER": "folder", "URL": "url", "REPLICATE": "replicate"}[self.kind])
+        col.prop(self, {"FOLDER": "folder", "IMAGE": "image", "URL": "url",
+                        "REPLICATE": "replicate"}[self.kind])
         col.separator()
         col.label(text="The card (empty fields come from the source):")
         for prop in ("title", "short_title", "task", "overview", "keywords"):
@@ -542,6 +548,10 @@ class RUNWAY_OT_model_add(bpy.types.Operator):
                 from .sessions import runtime_dirs
                 card, spec = user_models.card_from_folder(
                     bpy.path.abspath(self.folder), env_root=runtime_dirs()["env_root"])
+            elif self.kind == "IMAGE":
+                prefs = preferences.get_preferences(context)
+                card, spec = user_models.card_from_image(
+                    self.image, docker_host=(prefs.docker_host.strip() if prefs else "") or None)
             elif self.kind == "URL":
                 card, spec = user_models.card_from_url(self.url)
             else:

@@ -92,8 +92,8 @@ class Engine:
         options = props.options_of(mp, s)
         _validate(mp.spec.options, options, "option")
         where = runtime or (s.run_on if s.run_on != "DEFAULT" else "")
-        placement = sessions.placement(where)
         model = ModelRef.from_card(mp.card)
+        placement = sessions.placement(where, model_kind=model.kind)
         if start_only:
             job = Job(model, options=options, placement=placement, label=mp.card.title,
                       start_only=True)

@@ -28,12 +28,16 @@ def runtime_dirs() -> dict:
     return {"env_root": base / "model-envs", "runtime_dir": base / "sessions"}
 
 
-def placement(runtime: str = ""):
+def placement(runtime: str = "", *, model_kind: str = "folder"):
     """Where models run, from the preferences (main thread): a core Placement.
-    ``runtime`` (one of preferences.RUNTIMES) overrides the default."""
+    ``runtime`` (one of preferences.RUNTIMES) overrides the default. A Docker
+    image (``model_kind``, core.jobs.ModelRef.kind) has no folder to run as a
+    local process: where the default says Local process, it runs on Local CPU."""
     from ..core.jobs.placement import Placement
 
     prefs = preferences.get_preferences()
+    if not runtime and model_kind == "image" and prefs.default_runtime == "LOCAL_PROCESS":
+        runtime = "DOCKER_CPU"
     runtime = runtime or prefs.default_runtime
     problem = preferences.local_docker_problem(prefs.docker_host)
     if problem and runtime in ("DOCKER_CPU", "DOCKER_GPU"):

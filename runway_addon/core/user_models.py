@@ -1,5 +1,5 @@
-"""Models the user adds: a model folder (a Cog predictor), a running model server
-URL or a Replicate model, each turned into a model card pre-filled from what
+"""Models the user adds: a model folder (a Cog predictor), a Docker image, a
+running model server URL or a Replicate model, each turned into a model card pre-filled from what
 the source says, editable, and stored as a user card in the user folder (beside
 the workspaces): ``<user models folder>/<name>/card.json`` plus ``spec.json``
 (the model's spec, so the Run panel builds its widgets without reaching the
@@ -217,6 +217,88 @@ def card_from_url(url: str, *, token: Optional[str] = None,
     name = host.replace(":", "-")
     card = prefilled_card(f"server-{name}", f"Model at {host}", spec,
                           {"kind": "url", "value": url, "protocol": protocol})
+    return card, spec
+
+
+COG_SCHEMA_LABEL = "run.cog.openapi_schema"  # what `cog build` writes into an image
+COG_CONFIG_LABEL = "run.cog.config"  # its cog.yaml, as JSON
+
+
+def _image_labels(client, image: str, pull: bool) -> dict:
+    """The labels of ``image`` on the engine, pulling it first when it is missing."""
+    import docker.errors
+
+    try:
+        return client.images.get(image).labels or {}
+    except docker.errors.ImageNotFound:
+        if not pull:
+            raise UserModelError(f"The Docker image {image} is not on this machine.",
+                                 hint="Check the name (docker images lists them), or let "
+                                      "the add-on pull it.") from None
+    except docker.errors.APIError as e:
+        raise UserModelError(f"Docker could not read the image {image}: {e.explanation or e}",
+                             hint="Check the image name.") from e
+    try:
+        return client.images.pull(image).labels or {}
+    except (docker.errors.APIError, docker.errors.DockerException) as e:
+        raise UserModelError(f"The Docker image {image} is not on this machine and could not "
+                             f"be pulled: {getattr(e, 'explanation', None) or e}",
+                             hint="Check the name, your network and your registry login.") from e
+
+
+def spec_by_starting(image: str, *, docker_host: Optional[str] = None,
+                     timeout: float = 600.0, owner: Optional[str] = None) -> ModelSpec:
+    """An image without the schema label: start it once (the Docker runtime: port
+    on 127.0.0.1 only, every safety of a normal run), ask its spec, stop it."""
+    from .runtimes.docker import DockerSession
+
+    session = DockerSession(slug(image.rsplit("/", 1)[-1].split(":", 1)[0]), image,
+                            docker_host=docker_host, pull=False, share_files=False,
+                            owner=owner)
+    try:
+        session.start(timeout=timeout)
+        with session.client() as client:
+            return client.spec()
+    finally:
+        session.stop()
+
+
+def card_from_image(image: str, *, docker_host: Optional[str] = None, pull: bool = True,
+                    timeout: float = 600.0, owner: Optional[str] = None
+                    ) -> tuple[dict, ModelSpec]:
+    """A Docker image already on this machine or pullable (a Cog image): the spec
+    from its ``run.cog.openapi_schema`` label when present, otherwise by
+    starting it once and asking (``spec_by_starting``)."""
+    from .protocols.cog import spec_from_openapi
+    from .runtimes.docker import connect_engine
+
+    image = image.strip()
+    if not re.fullmatch(r"[\w][\w.:/@+-]*", image):
+        raise UserModelError(f"{image!r} is not a Docker image name.",
+                             hint="For example runway-for-blender/upscale:latest or "
+                                  "owner/model:tag.")
+    client = connect_engine(docker_host)
+    try:
+        labels = _image_labels(client, image, pull)
+    finally:
+        client.close()
+    label = (labels.get(COG_SCHEMA_LABEL) or "").strip()
+    if label:
+        try:
+            spec = spec_from_openapi(json.loads(label))
+        except ValueError as e:
+            raise UserModelError(f"The image {image} carries a schema label that is not "
+                                 f"JSON ({e}).", hint="Rebuild the image with cog build.") from e
+    else:
+        spec = spec_by_starting(image, docker_host=docker_host, timeout=timeout, owner=owner)
+    try:
+        build = json.loads(labels.get(COG_CONFIG_LABEL) or "{}").get("build") or {}
+    except (ValueError, AttributeError):
+        build = {}
+    base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    card = prefilled_card(base, _title(base), spec,
+                          {"kind": "image", "value": image, "protocol": "cog"},
+                          gpu=bool(build.get("gpu")) if isinstance(build, dict) else None)
     return card, spec
 
 

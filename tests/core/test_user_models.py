@@ -120,3 +120,71 @@ def test_a_replicate_model_from_the_stand_in(tmp_path):
 def test_bad_url_is_refused():
     with pytest.raises(user_models.UserModelError, match="http"):
         user_models.card_from_url("ftp://example.com")
+
+
+# ----------------------------------------------------------------------------- Docker images
+
+INVERT = "runway-test/invert:latest"  # the Docker runtime tests' image (built or reused)
+NO_LABEL = "runway-test/invert-nolabel:latest"
+
+
+@pytest.fixture(scope="module")
+def invert_images():
+    """The invert image (with the schema label, as buildtools.images writes it, like
+    cog build) and a copy whose label is empty, so the add-on must ask the model."""
+    import io
+
+    from buildtools import images as build
+    from tests.helpers import docker_engine
+
+    build.build_model_image(ROOT / "tests" / "model_servers" / "docker" / "invert", INVERT)
+    client = docker_engine(30)
+    try:
+        dockerfile = f'FROM {INVERT}\nLABEL {user_models.COG_SCHEMA_LABEL}=""\n'
+        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=NO_LABEL, rm=True)
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.mark.docker
+def test_a_docker_image_with_the_schema_label(invert_images, tmp_path):
+    labels = invert_images.images.get(INVERT).labels
+    assert labels[user_models.COG_SCHEMA_LABEL]  # the spec is read, nothing starts
+    card, spec = user_models.card_from_image(INVERT)
+    assert card["name"] == "invert" and card["title"] == "Invert"
+    assert card["source"] == {**card["source"], "kind": "image", "value": INVERT,
+                              "protocol": "cog"}
+    assert card["task"] == "transform" and [f.name for f in spec.command().inputs] == \
+        ["image", "delay"]
+    card["title"] = "Negative"  # editable like the other sources
+    path = user_models.save_user_card(tmp_path, card, spec)
+    mine = Catalog.load([tmp_path]).get("invert")
+    assert mine.title == "Negative" and mine.runnable
+    assert catalog.load_spec(mine) == spec  # the Run panel's widgets, offline
+
+
+@pytest.mark.docker
+@pytest.mark.network
+def test_a_docker_image_without_the_label_is_started_once_and_asked(invert_images):
+    import uuid
+
+    from runway_addon.core.runtimes import docker as rt
+
+    owner = "test-" + uuid.uuid4().hex[:12]
+    card, spec = user_models.card_from_image(NO_LABEL, owner=owner)
+    labelled = user_models.card_from_image(INVERT)[1]
+    assert card["name"] == "invert-nolabel" and card["source"]["kind"] == "image"
+    assert spec.command().inputs == labelled.command().inputs
+    assert spec.command().outputs == labelled.command().outputs
+    # Asked, then stopped: nothing of that start is left running.
+    assert not invert_images.containers.list(
+        all=True, filters={"label": f"{rt.OWNER_LABEL}={owner}"})
+
+
+@pytest.mark.docker
+def test_a_missing_or_misnamed_image_is_refused(invert_images):
+    with pytest.raises(user_models.UserModelError, match="not on this machine"):
+        user_models.card_from_image("runway-test/no-such-image:latest", pull=False)
+    with pytest.raises(user_models.UserModelError, match="not a Docker image name"):
+        user_models.card_from_image("not an image")
