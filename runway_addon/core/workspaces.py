@@ -76,6 +76,35 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _write_json(path: Path, data) -> None:
+    """Write to a temporary file beside ``path``, then put it in place (atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _set_aside(path: Path, exc: Exception, what: str) -> str:
+    """Rename a broken file aside (never overwrite it); the problem, in words."""
+    aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+                           f"-{uuid.uuid4().hex[:6]}")
+    try:
+        os.replace(path, aside)
+        where = f"it was kept as {aside}"
+    except OSError as e:
+        where = f"it could not be moved aside ({e.strerror})"
+    return f"The {what} file {path} could not be read ({exc}); {where} and a new, empty " \
+           f"one was started."
+
+
 def _parse(data) -> list[Workspace]:
     """Workspaces from parsed JSON; ValueError naming what is wrong."""
     if not isinstance(data, dict) or not isinstance(data.get("workspaces"), list):
@@ -132,16 +161,7 @@ class WorkspaceStore:
         return [Workspace(w.id, w.name, list(w.models)) for w in workspaces]
 
     def _set_aside(self, exc: Exception) -> None:
-        """Keep a broken file (renamed), never overwrite it."""
-        aside = self.path.with_name(f"{FILE_NAME}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
-                                    f"-{uuid.uuid4().hex[:6]}")
-        try:
-            os.replace(self.path, aside)
-            where = f"it was kept as {aside}"
-        except OSError as e:
-            where = f"it could not be moved aside ({e.strerror})"
-        self.problem = (f"The workspace file {self.path} could not be read ({exc}); {where} "
-                        f"and a new, empty one was started.")
+        self.problem = _set_aside(self.path, exc, "workspace")
         self._cache = None
 
     def load(self) -> list[Workspace]:
@@ -159,19 +179,8 @@ class WorkspaceStore:
     # ------------------------------------------------------------ writing
 
     def _write_unlocked(self, workspaces: list[Workspace]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": FORMAT, "workspaces": [w.to_json() for w in workspaces]}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".workspaces-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        _write_json(self.path, {"format": FORMAT,
+                                "workspaces": [w.to_json() for w in workspaces]})
         self._cache = None
 
     def _update(self, change: Callable[[list[Workspace]], object]):
@@ -255,3 +264,63 @@ class WorkspaceStore:
         """Replace the models (and their order)."""
         self._update(lambda ws: setattr(self._find(ws, workspace_id), "models",
                                         list(dict.fromkeys(models))))
+
+
+RECENT_FILE = "recent.json"
+RECENT_KEPT = 50  # models remembered; the directory's filter shows the latest few
+
+
+class RecentStore:
+    """When each model was last run, in ``recent.json`` beside the workspaces (all
+    Blenders of this user share it): ``{"format": 1, "models": {name: unix time}}``.
+    Written like the workspaces: re-read and replaced atomically under the lock;
+    a broken file is kept aside and reported (``problem``)."""
+
+    def __init__(self, folder: os.PathLike | str):
+        self.path = Path(folder) / RECENT_FILE
+        self.lock_path = Path(folder) / (RECENT_FILE + ".lock")
+        self.problem = ""
+        self._cache: Optional[tuple] = None
+
+    def _read_unlocked(self) -> dict[str, float]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._cache and self._cache[0] == key:
+            return dict(self._cache[1])
+        try:
+            data = json.loads(self.path.read_bytes().decode("utf-8"))
+            models = data.get("models") if isinstance(data, dict) else None
+            if not isinstance(models, dict) or not all(
+                    isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                    for k, v in models.items()):
+                raise ValueError("not an object with a 'models' map of names to times")
+        except FileNotFoundError:
+            return {}
+        except (ValueError, UnicodeDecodeError) as e:
+            self.problem = _set_aside(self.path, e, "recently used models")
+            self._cache = None
+            return {}
+        self._cache = (key, {k: float(v) for k, v in models.items()})
+        return dict(self._cache[1])
+
+    def load(self) -> dict[str, float]:
+        """Model name -> when it last ran (unix time)."""
+        with _locked(self.lock_path):
+            return self._read_unlocked()
+
+    def latest(self, n: int = 10) -> list[str]:
+        """The ``n`` models run most recently, newest first."""
+        used = self.load()
+        return sorted(used, key=lambda k: -used[k])[:n]
+
+    def record(self, model: str, when: Optional[float] = None) -> None:
+        """``model`` ran now (or at ``when``)."""
+        with _locked(self.lock_path):
+            used = self._read_unlocked()
+            used[model] = time.time() if when is None else float(when)
+            kept = dict(sorted(used.items(), key=lambda kv: -kv[1])[:RECENT_KEPT])
+            _write_json(self.path, {"format": FORMAT, "models": kept})
+            self._cache = None
