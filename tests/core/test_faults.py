@@ -784,3 +784,142 @@ def test_remote_session_to_an_unreachable_server(sandbox):
     s = RemoteSession(f"http://127.0.0.1:{free_port()}", token=TOKEN, timeout=2)
     expect(RunwayError, lambda: s.start(timeout=2), within=2 + 2)
     assert s.state.value == "failed"
+
+
+# --------------------------------------------------------------------------- refused tokens,
+# servers still setting up, URL outputs, network timeouts
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_cog_prediction_refusing_the_token(servers, sandbox, status):
+    answer = lambda r: r.json({"detail": f"token {TOKEN} is not allowed"}, status)  # noqa: E731
+    with cog(predict_server(servers, answer)) as client:
+        err = expect(AuthError, lambda: client.run({"text": "hi"}), within=3)
+    assert err.status == status and "token" in err.hint.lower()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_cog_wait_until_ready_refusing_the_token_says_so(servers, sandbox, status):
+    """A health check refused for the token is not a model to wait for, nor one whose
+    logs explain anything: the token is what to fix."""
+    server = servers(cog_routes())
+    server.route("/health-check", lambda r: r.json({"detail": "bad token"}, status), "GET")
+    with cog(server) as client:
+        assert client.health().state is HealthState.UNHEALTHY  # health() never raises
+        err = expect(AuthError, lambda: client.wait_until_ready(2), within=2)
+    assert err.status == status and "token" in err.hint.lower()
+
+
+def test_cog_wait_until_ready_for_a_setup_that_never_ends(servers, sandbox):
+    server = servers(cog_routes(health={"status": "STARTING",
+                                        "setup": {"status": "starting"}}))
+    with cog(server) as client:
+        err = expect(ModelNotReady, lambda: client.wait_until_ready(1), within=1)
+    assert "starting" in err.message and "longer" in err.hint
+
+
+@pytest.mark.parametrize("body,kind", [
+    # Cog 0.23's own answer while setup() runs (seen from a real server).
+    ({"error": "Setup has not finished yet. Wait until it has finished, or GET "
+               "/health-check for status.", "status": "failed"}, ModelNotReady),
+    (None, ServerError),  # a bare 503 from a proxy in front of it
+])
+def test_cog_prediction_503(servers, sandbox, body, kind):
+    answer = (lambda r: r.json(body, 503)) if body else (lambda r: r.raw(503, b""))
+    with cog(predict_server(servers, answer)) as client:
+        err = expect(kind, lambda: client.run({"text": "hi"}), within=3)
+    assert "Wait" in err.hint if kind is ModelNotReady else "503" in err.message
+
+
+def _runway_image_server(servers, location):
+    meta = runway_meta(commands=[{"name": "f", "inputs": [], "outputs": [
+        {"name": "image", "type": "image"}]}])
+    routes = runway_routes(meta)
+    routes[("POST", "/f")] = lambda r: r.json({"image": location(server)})
+    server = servers(routes)
+    return server
+
+
+def _png_bytes(rgb=(10, 200, 30)) -> bytes:
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (3, 2), rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_runway_url_output_on_another_origin_is_decoded_without_the_token(servers, sandbox):
+    other = servers({("GET", "/o.png"): lambda r: r.raw(200, _png_bytes(),
+                                                         content_type="image/png")})
+    server = _runway_image_server(servers, lambda s: other.url + "/o.png")
+    with runway(server) as client:
+        client.spec()
+        image = client.run({}, "f").outputs["image"]
+    assert image.shape[:2] == (2, 3) and tuple(image[0, 0][:3]) == (10, 200, 30)
+    assert len(other.log) == 1 and "authorization" not in other.log[0]["headers"]
+    assert server.requests_to("/f")[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_runway_url_output_on_its_own_origin_gets_the_token(servers, sandbox):
+    server = _runway_image_server(servers, lambda s: s.url + "/files/o.png")
+    server.route("/files/o.png", lambda r: r.raw(200, _png_bytes((1, 2, 3)),
+                                                 content_type="image/png"))
+    with runway(server) as client:
+        client.spec()
+        image = client.run({}, "f").outputs["image"]
+    assert tuple(image[0, 0][:3]) == (1, 2, 3)
+    assert server.requests_to("/files/o.png")[0]["headers"]["authorization"] == \
+        f"Bearer {TOKEN}"
+
+
+def test_runway_url_output_that_is_missing(servers, sandbox):
+    server = _runway_image_server(servers, lambda s: s.url + "/gone.png")
+    with runway(server) as client:
+        client.spec()
+        expect(RunwayError, lambda: client.run({}, "f"), within=3)
+
+
+def test_hosted_wake_up_that_never_ends_is_bounded(servers, sandbox):
+    server = servers({("GET", "/v1/"): lambda r: r.json({"status": "starting"})})
+    client = HostedRunwayClient(server.url, token=TOKEN, timeout=3)
+    err = expect(ModelNotReady, lambda: client.wait_until_ready(1, first_delay=0.05), within=1)
+    assert "did not wake up" in err.message
+    assert server.requests_to("/v1/")[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_hosted_wake_up_cancelled(servers, sandbox):
+    server = servers({("GET", "/v1/"): lambda r: r.json({"status": "starting"})})
+    client = HostedRunwayClient(server.url, token=TOKEN, timeout=3)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    expect(Cancelled, lambda: client.wait_until_ready(30, cancel_event=cancel,
+                                                      first_delay=0.05), within=1)
+
+
+def test_replicate_403_names_the_model(servers, sandbox):
+    server = servers()
+    server.prefix("/v1", lambda r: r.json({"detail": "You do not have permission"}, 403))
+    err = expect(AuthError, replicate(server).spec, within=3)
+    assert err.status == 403 and "a/b" in err.message and "token" in err.hint.lower()
+
+
+def test_replicate_deployment_without_a_release(servers, sandbox):
+    server = servers({("GET", "/v1/deployments/a/d"): lambda r: r.json(
+        {"owner": "a", "name": "d", "current_release": None})})
+    client = ReplicateClient("deployment:a/d", token=TOKEN, base_url=server.url)
+    err = expect(ServerError, client.spec, within=3)
+    assert "no release" in err.message and "release" in err.hint
+
+
+def test_replicate_api_that_never_answers_ends_at_the_timeout(servers, sandbox):
+    server = servers()
+    server.prefix("/v1", lambda r: r.hang())
+    err = expect(TimedOut, replicate(server, request_timeout=1.5).spec, within=1.5)
+    assert "Replicate" in err.message
+
+
+def test_replicate_api_that_is_not_there(sandbox):
+    client = ReplicateClient("a/b", token=TOKEN, base_url=f"http://127.0.0.1:{free_port()}",
+                             timeout=3)
+    err = expect(ConnectionFailed, client.spec, within=3)
+    assert "Replicate" in err.message

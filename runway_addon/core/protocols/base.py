@@ -87,6 +87,8 @@ class Health:
     state: HealthState
     detail: str = ""
     logs: str = ""  # e.g. the traceback of a failed Cog setup
+    # Why it is unhealthy, where that says what to do (a refused token): raised as is.
+    error: Optional[RunwayError] = None
 
 
 @dataclass
@@ -135,6 +137,8 @@ class ModelClient(ABC):
                                                   deadline - time.monotonic())))
             if h.state in (HealthState.READY, HealthState.BUSY):
                 return h
+            if h.error is not None:
+                raise h.error
             if h.state in (HealthState.SETUP_FAILED, HealthState.DEFUNCT, HealthState.UNHEALTHY):
                 raise ModelNotReady(f"The model at {self.url} cannot run: "
                                     f"{h.detail or h.state.value}.",
@@ -143,7 +147,9 @@ class ModelClient(ABC):
             if left <= 0:
                 raise ModelNotReady(
                     f"The model at {self.url} was not ready after {timeout:g} s "
-                    f"(last state: {h.state.value}).", details=h.logs or h.detail)
+                    f"(last state: {h.state.value}).", details=h.logs or h.detail,
+                    hint="Wait longer (a large model may take minutes to set up), or see "
+                         "the model's logs.")
             if cancel_event is not None:
                 if cancel_event.wait(min(delay, left)):
                     raise Cancelled("Stopped waiting for the model.")

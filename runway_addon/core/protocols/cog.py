@@ -409,7 +409,10 @@ class CogClient(ModelClient):
             return Health(HealthState.UNHEALTHY, detail=exc.message)
         body = _json(r)
         if r.status_code in (401, 403):
-            return Health(HealthState.UNHEALTHY, detail="the server refused the access token")
+            try:
+                self._raise_for(r, body)
+            except AuthError as exc:
+                return Health(HealthState.UNHEALTHY, detail=exc.message, error=exc)
         if not isinstance(body, Mapping) or "status" not in body:
             return Health(HealthState.UNHEALTHY,
                           detail=f"unexpected health answer {r.status_code}: "
