@@ -7,11 +7,17 @@ Every test module imports from the repository root as a package (``tests.helpers
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import socket
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Optional
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON_PKG = "bl_ext.user_default.runway"  # the extension installed from its zip
@@ -63,3 +69,84 @@ def docker_engine(timeout: int = 60):
     except Exception as exc:  # noqa: BLE001 (reported as the failure)
         pytest.fail(f"no Docker engine reachable ({exc}); start dockerd (.ci/run does)",
                     pytrace=False)
+
+
+# --------------------------------------------------------------------------- processes
+
+SHARED_ENVS = ROOT / ".cache" / "model-envs"  # model environments the tests share (built once)
+
+CRASHING_OWNER = textwrap.dedent("""
+    import json, sys, time
+    from runway_addon.core.runtimes.process import ProcessSession
+    watch = len(sys.argv) > 4 and sys.argv[4] == "watch"
+    s = ProcessSession(sys.argv[1], env_root=sys.argv[2], runtime_dir=sys.argv[3],
+                       watch_owner=watch)
+    s.start(timeout=120)
+    print(json.dumps({"pid": s.pid, "port": s.port}), flush=True)
+    time.sleep(600)  # killed with SIGKILL: no stop(), as when Blender crashes
+""")
+
+
+def owner_that_crashes(model_dir, env_root, runtime_dir, *, watch: bool = False):
+    """A process that starts ``model_dir`` on the local-process runtime (``watch``: with
+    the owner watch), prints the server's pid and port and waits to be killed, as a
+    Blender that crashes: ``(process, {"pid", "port"})``. The caller kills it."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_OWNER, str(model_dir), str(env_root), str(runtime_dir),
+         *(["watch"] if watch else [])], stdout=subprocess.PIPE, text=True, env=python_env())
+    try:
+        return owner, json.loads(owner.stdout.readline())
+    except BaseException:
+        owner.kill()
+        owner.wait()
+        raise
+
+
+def port_refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def zombie(pid: int) -> bool:
+    """Exited but not reaped (or gone): what /proc says of ``pid``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] in "ZX"
+
+
+def gone(pid: int) -> bool:
+    """``pid`` and its process group have ended."""
+    from runway_addon.core.runtimes import process
+    return not process._group_alive(pid) and (
+        process.process_start_time(pid) is None or zombie(pid))
+
+
+# --------------------------------------------------------------------------- Blender images
+
+def known_pixels(w=8, h=6) -> np.ndarray:
+    """Top-down uint8 RGBA; the top-left pixel is pure red, rows and columns differ."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.dstack([x * 30, y * 40, (x + y) * 10, np.full_like(x, 255)]).astype(np.uint8)
+    img[0, 0] = (255, 0, 0, 255)
+    return img
+
+
+def byte_image(bpy, name, img):
+    """A Blender image holding the top-down uint8 array ``img``."""
+    h, w = img.shape[:2]
+    image = bpy.data.images.new(name, width=w, height=h, alpha=True)
+    image.pixels.foreach_set((img[::-1].astype(np.float32) / 255).reshape(-1))
+    return image
+
+
+def pixels_top_down(image) -> np.ndarray:
+    """A Blender image's float pixels, HxWxC, top row first (Blender keeps bottom first)."""
+    w, h = image.size
+    buf = np.empty(w * h * image.channels, np.float32)
+    image.pixels.foreach_get(buf)
+    return buf.reshape(h, w, image.channels)[::-1]

@@ -7,12 +7,10 @@ import sys
 
 import pytest
 
+from bench import figures
 from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
-
-sys.path.insert(0, str(ROOT / "bench"))
-import figures  # noqa: E402
 
 
 def test_quick_bench_prints_one_table_and_writes_json_and_plots(tmp_path):

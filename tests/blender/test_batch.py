@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.blender.test_run import known_pixels, byte_image, mod, pixels_top_down, runway  # noqa: F401
-from tests.helpers import ROOT
+from tests.helpers import ROOT, byte_image, known_pixels, mod, pixels_top_down
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 

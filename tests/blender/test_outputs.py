@@ -1,6 +1,5 @@
 """Model results written into Blender by blender.outputs, in real Blender: every target
 end to end, with known pixel values, and what survives saving and reopening."""
-import importlib
 import io
 import json
 import os
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import ADDON_PKG
+from tests.helpers import mod
 
 pytestmark = pytest.mark.blender
 
@@ -21,10 +20,6 @@ MODELS = ROOT / "models"
 
 # sRGB code value 128 in linear light (IEC 61966-2-1).
 LINEAR_128 = ((128 / 255 + 0.055) / 1.055) ** 2.4  # 0.21586
-
-
-def mod(name):
-    return importlib.import_module(f"{ADDON_PKG}.{name}")
 
 
 @pytest.fixture

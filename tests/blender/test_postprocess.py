@@ -7,21 +7,15 @@ setting says. The originals are never touched.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.blender.test_run import runway  # noqa: F401 (the fixture)
-from tests.helpers import ADDON_PKG
+from tests.helpers import mod
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
-
-
-def mod(name):
-    return importlib.import_module(f"{ADDON_PKG}.{name}")
 
 
 GREYS = {1: 0.1, 2: 0.3, 3: 0.6}  # world colour (linear) per frame

@@ -8,7 +8,6 @@ in the catalog for these tests; their environments live in the shared cache.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import tempfile
 import time
@@ -17,61 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runway_addon.core.runtimes.process import default_cache_dir, process_start_time
-from tests.helpers import ADDON_PKG, ROOT, wait_until
+from runway_addon.core.runtimes.process import process_start_time
+from tests.helpers import byte_image, known_pixels, mod, pixels_top_down, wait_until
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
-
-TEST_MODELS = ROOT / "tests" / "model_servers" / "process"
-
-
-def mod(name):
-    return importlib.import_module(f"{ADDON_PKG}.{name}")
-
-
-@pytest.fixture
-def runway(blender):
-    """The add-on with the test models in its catalog and the shared model cache."""
-    directory, props, catalog = mod("blender.directory"), mod("blender.props"), \
-        mod("core.catalog")
-    prefs = blender.context.preferences.addons[ADDON_PKG].preferences
-    saved_cache = prefs.cache_folder
-    prefs.cache_folder = str(default_cache_dir())
-    cat = catalog.Catalog.load([catalog.builtin_models_dir(), TEST_MODELS])
-    assert not cat.errors, cat.errors
-    directory._state["catalog"] = cat
-    props.build(cat)
-    yield blender
-    mod("blender.engine").shutdown()
-    prefs.cache_folder = saved_cache
-    directory._state["catalog"] = None
-    props.build(directory.get_catalog())
 
 
 def settings(bpy, name):
     return mod("blender.props").settings(bpy.context.scene, name)
-
-
-def known_pixels(w=8, h=6) -> np.ndarray:
-    """Top-down uint8 RGBA; the top-left pixel is pure red, rows and columns differ."""
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.dstack([x * 30, y * 40, (x + y) * 10, np.full_like(x, 255)]).astype(np.uint8)
-    img[0, 0] = (255, 0, 0, 255)
-    return img
-
-
-def byte_image(bpy, name, img):
-    h, w = img.shape[:2]
-    image = bpy.data.images.new(name, width=w, height=h, alpha=True)
-    image.pixels.foreach_set((img[::-1].astype(np.float32) / 255).reshape(-1))
-    return image
-
-
-def pixels_top_down(image) -> np.ndarray:
-    w, h = image.size
-    buf = np.empty(w * h * image.channels, np.float32)
-    image.pixels.foreach_get(buf)
-    return buf.reshape(h, w, image.channels)[::-1]
 
 
 def run(bpy, name, **kw):

@@ -1,7 +1,5 @@
 """Blender crashed while a model ran: the next time the extension starts it
 stops that model server, and nothing else."""
-import json
-import subprocess
 import sys
 import threading
 
@@ -9,8 +7,9 @@ import pytest
 import requests
 
 from runway_addon.core.runtimes import process
-from tests.helpers import ADDON_PKG, ROOT
-from tests.core.test_process_runtime import CRASHING_OWNER, ECHO, SHARED_ENVS, gone, port_refused
+from tests.helpers import ADDON_PKG, ROOT, SHARED_ENVS, gone, owner_that_crashes, port_refused
+
+ECHO = ROOT / "tests" / "model_servers" / "process" / "echo"
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 
@@ -21,14 +20,9 @@ def test_enabling_the_extension_stops_what_a_crashed_blender_left(blender):
     assert str(runtime_dir).startswith(blender.utils.extension_path_user(ADDON_PKG))
     process.ModelEnvironment(ECHO, SHARED_ENVS).ensure()
     # A "Blender" that started a model with the extension's folders, then died.
-    owner = subprocess.Popen([sys.executable, "-c", CRASHING_OWNER, str(ROOT), str(ECHO),
-                              str(SHARED_ENVS), str(runtime_dir)],
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        info = json.loads(owner.stdout.readline())
-    finally:
-        owner.kill()
-        owner.wait()
+    owner, info = owner_that_crashes(ECHO, SHARED_ENVS, runtime_dir)
+    owner.kill()
+    owner.wait()
     pid, port = info["pid"], info["port"]
     assert requests.get(f"http://127.0.0.1:{port}/health-check", timeout=5).ok
 

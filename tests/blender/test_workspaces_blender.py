@@ -1,7 +1,6 @@
 """Workspaces and your own models in real Blender: the operators, the directory's
 workspace filter, the active workspace saved per .blend, persistence across new
 Blender processes writing at once, and a model you add running through the Run panel."""
-import importlib
 import json
 import os
 import shutil
@@ -12,13 +11,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.helpers import ADDON_PKG, ROOT
+from tests.helpers import ADDON_PKG, ROOT, mod
 
 pytestmark = pytest.mark.blender
-
-
-def mod(name):
-    return importlib.import_module(f"{ADDON_PKG}.{name}")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, python_env
 
 SCRIPT = r"""
 import importlib, pkgutil, sys
@@ -12,7 +12,6 @@ class NoBpy:
         if name == "bpy" or name.startswith(("bpy.", "bpy_", "mathutils", "bmesh")):
             raise ImportError("bpy is not available in this interpreter")
 sys.meta_path.insert(0, NoBpy())
-sys.path.insert(0, sys.argv[1])
 import runway_addon.core as core
 names = []
 for info in pkgutil.walk_packages(core.__path__, "runway_addon.core."):
@@ -24,8 +23,8 @@ print(len(names), " ".join(sorted(names)))
 
 
 def test_every_core_module_imports_without_bpy():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(ROOT)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                          timeout=120, env=python_env())
     assert proc.returncode == 0, proc.stderr
     count, names = proc.stdout.split(" ", 1)
     assert int(count) >= 4

@@ -31,7 +31,7 @@ from runway_addon.core.errors import RunwayError
 from runway_addon.core.runtimes import docker as rt
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted
 from runway_addon.core.runtimes.docker import DockerSession
-from tests.helpers import ROOT, docker_engine, stop_process, wait_until
+from tests.helpers import ROOT, docker_engine, python_env, stop_process, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -383,8 +383,7 @@ def test_small_allocation_fits(images, sessions):
 # ---------------------------------------------------------------- orphans
 
 CRASHER = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {root!r})
+    import time
     from runway_addon.core.runtimes.docker import DockerSession
     s = DockerSession("invert", {image!r}, owner={owner!r})
     s.start(timeout=120)
@@ -398,8 +397,9 @@ def test_orphan_cleanup_after_crash(engine, images, owner):
     """A Blender that dies with a container running: the next start-up removes that
     container, and leaves alone one without our label, one of another owner and one
     of a Blender still alive."""
-    code = CRASHER.format(root=str(ROOT), image=INVERT, owner=owner)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    code = CRASHER.format(image=INVERT, owner=owner)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env=python_env())
     others = []
     alive = subprocess.Popen(["sleep", "120"])
     try:

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from runway_addon.core.runtimes import process
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted
 from runway_addon.core.runtimes.process import (
     ModelEnvironment, ProcessSession, cleanup_orphans, process_start_time)
-from tests.helpers import ROOT
+from tests.helpers import ROOT, SHARED_ENVS, gone, owner_that_crashes, port_refused, zombie
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
@@ -34,7 +33,6 @@ pytestmark = [pytest.mark.network, pytest.mark.slow,
 MODELS = ROOT / "tests" / "model_servers" / "process"
 ECHO = MODELS / "echo"
 BROKEN = MODELS / "broken_setup"
-SHARED_ENVS = ROOT / ".cache" / "model-envs"
 
 
 # ---------------------------------------------------------------- helpers
@@ -64,27 +62,6 @@ class Recorder:
                 [(e.state.value, e.message) for e in self.events]
 
 
-def port_refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
-def gone(pid: int) -> bool:
-    return not process._group_alive(pid) and (
-        process_start_time(pid) is None or _zombie(pid))
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
-
-
 def processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in os.scandir("/proc"):
@@ -94,7 +71,7 @@ def processes_mentioning(text: str) -> list[int]:
                     found.append(int(entry.name))
             except OSError:
                 pass
-    return [p for p in found if not _zombie(p)]
+    return [p for p in found if not zombie(p)]
 
 
 def start_in_thread(session, **kw):
@@ -386,28 +363,12 @@ def test_port_taken_by_someone_else(sessions, monkeypatch):
 
 # ---------------------------------------------------------------- orphans
 
-CRASHING_OWNER = textwrap.dedent("""
-    import json, sys, time
-    sys.path.insert(0, sys.argv[1])
-    from runway_addon.core.runtimes.process import ProcessSession
-    watch = len(sys.argv) > 5 and sys.argv[5] == "watch"
-    s = ProcessSession(sys.argv[2], env_root=sys.argv[3], runtime_dir=sys.argv[4],
-                       watch_owner=watch)
-    s.start(timeout=120)
-    print(json.dumps({"pid": s.pid, "port": s.port}), flush=True)
-    time.sleep(600)  # killed with SIGKILL: no stop(), as when Blender crashes
-""")
-
-
 def test_a_server_stops_itself_when_its_owner_is_killed(env_root, runtime_dir):
     """A farm kills Blender alone (SIGKILL, no process group): its model server
     notices within seconds and stops, without waiting for a clean-up."""
-    owner = subprocess.Popen([sys.executable, "-c", CRASHING_OWNER, str(ROOT), str(ECHO),
-                              str(env_root), str(runtime_dir), "watch"],
-                             stdout=subprocess.PIPE, text=True)
+    owner, info = owner_that_crashes(ECHO, env_root, runtime_dir, watch=True)
+    pid, port = info["pid"], info["port"]
     try:
-        info = json.loads(owner.stdout.readline())
-        pid, port = info["pid"], info["port"]
         assert requests.get(f"http://127.0.0.1:{port}/health-check", timeout=5).ok
     finally:
         owner.kill()
@@ -427,13 +388,9 @@ def test_a_stopped_session_leaves_no_watcher(env_root, runtime_dir):
 
 
 def test_cleanup_orphans_after_a_crash(env_root, runtime_dir):
-    owner = subprocess.Popen([sys.executable, "-c", CRASHING_OWNER, str(ROOT), str(ECHO),
-                              str(env_root), str(runtime_dir)], stdout=subprocess.PIPE, text=True)
-    try:
-        info = json.loads(owner.stdout.readline())
-    finally:
-        owner.kill()
-        owner.wait()
+    owner, info = owner_that_crashes(ECHO, env_root, runtime_dir)
+    owner.kill()
+    owner.wait()
     pid, port = info["pid"], info["port"]
     assert not gone(pid), "the server outlives its crashed owner"
     assert requests.get(f"http://127.0.0.1:{port}/health-check", timeout=5).ok

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from runway_addon.core.client import connect
@@ -23,7 +19,7 @@ from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.replicate import (ModelRef, ReplicateClient,
                                                    parse_model_ref)
 from runway_addon.core.spec import FileField, ImageField, NumberField, Protocol
-from tests.servers import REPLICATE_TOKEN as TOKEN, ReplicateStandIn
+from tests.servers import REPLICATE_TOKEN as TOKEN
 
 
 @pytest.fixture

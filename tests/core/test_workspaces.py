@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from runway_addon.core.workspaces import WorkspaceError, WorkspaceStore
-from tests.helpers import ROOT
+from tests.helpers import python_env
 
 
 def test_create_rename_delete_and_order_models(tmp_path):
@@ -38,7 +38,6 @@ def test_create_rename_delete_and_order_models(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    sys.path.insert(0, {root!r})
     from runway_addon.core.workspaces import WorkspaceStore
     store = WorkspaceStore({folder!r})
     ws = next(w for w in store.load() if w.name == "shared")
@@ -54,8 +53,9 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     store = WorkspaceStore(tmp_path)
     shared = store.create("shared")
     script = tmp_path / "writer.py"
-    script.write_text(WRITER.format(root=str(ROOT), folder=str(tmp_path)))
-    procs = [subprocess.Popen([sys.executable, str(script), tag]) for tag in ("a", "b")]
+    script.write_text(WRITER.format(folder=str(tmp_path)))
+    procs = [subprocess.Popen([sys.executable, str(script), tag], env=python_env())
+             for tag in ("a", "b")]
     # This process reads while they write: always a whole file, never a broken one.
     reads = 0
     while any(p.poll() is None for p in procs):

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
