@@ -31,8 +31,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runway_addon.core.codecs import WireContext, encode_value  # noqa: E402
-from runway_addon.core.protocols.cog import CogClient  # noqa: E402
+from runway_addon.core.codecs import encode_value  # noqa: E402
+from runway_addon.core.protocols.cog import CogClient, cog_wire  # noqa: E402
 from buildtools import envs  # noqa: E402
 from tests.servers import COG_MODELS as MODELS, CogServer  # noqa: E402
 
@@ -57,7 +57,7 @@ def timed(fn) -> float:
 def bench_case(url: str, values: dict, n: int, shared_dir=None, warmup: int = 2) -> dict:
     client = CogClient(url, shared_dir=shared_dir)
     cmd = client.spec().command()
-    ctx = WireContext(protocol="cog", shared_dir=shared_dir)
+    ctx = cog_wire(shared_dir=shared_dir)
     wire = {f.name: encode_value(f, values[f.name], ctx) for f in cmd.inputs if f.name in values}
     session = requests.Session()
     busy: list = []

@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from runway_addon.core import codecs  # noqa: E402
+from runway_addon.core.protocols.cog import cog_wire  # noqa: E402
 from runway_addon.core.spec import ImageField  # noqa: E402
 
 
@@ -77,11 +78,10 @@ def run(sizes, repeat: int) -> dict:
             for name, img, fmt, level, channels in cases:
                 field = ImageField(name="frame", channels=channels)
                 for path, ctx in (
-                        ("data URI", codecs.WireContext(protocol="runway", image_format=fmt,
+                        ("data URI", codecs.WireContext(image_format=fmt,
                                                         png_compress_level=level)),
-                        ("shared file", codecs.WireContext(protocol="cog", image_format=fmt,
-                                                           png_compress_level=level,
-                                                           shared_dir=shared))):
+                        ("shared file", cog_wire(image_format=fmt, png_compress_level=level,
+                                                 shared_dir=shared))):
                     enc, wire = best_of(lambda: codecs.encode_value(field, img, ctx), repeat)
                     dec, _ = best_of(lambda: codecs.decode_value(field, wire, ctx), repeat)
                     rows.append((label, f"{name}, {path}", enc, dec, wire_size(wire)))
@@ -122,11 +122,9 @@ def collect(bench, quick: bool = False) -> None:
                       size=[w, h])
             copy8 = samples_of(lambda: img8.tobytes(), repeat)
             field = ImageField(name="frame", channels=4)
-            for key, ctx in (("png0_uri", codecs.WireContext(protocol="runway",
-                                                             png_compress_level=0)),
-                             ("png0_file", codecs.WireContext(protocol="cog",
-                                                              png_compress_level=0,
-                                                              shared_dir=shared))):
+            for key, ctx in (("png0_uri", codecs.WireContext(png_compress_level=0)),
+                             ("png0_file", cog_wire(png_compress_level=0,
+                                                    shared_dir=shared))):
                 def round_trip():
                     wire = codecs.encode_value(field, img8, ctx)
                     codecs.decode_value(field, wire, ctx)

@@ -21,6 +21,7 @@ from runway_addon.core import codecs
 from runway_addon.core.codecs import (FileValue, WireContext, decode_value, encode_value,
                                       image_from_blender, image_to_blender)
 from runway_addon.core.errors import CodecError
+from runway_addon.core.protocols.cog import cog_wire
 from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, CategoryField,
                                     FileField, ImageBoundingBoxField, ImageField,
                                     ImageLandmarksField, ImagePointField, IntegerField,
@@ -201,7 +202,7 @@ def test_shared_folder_paths_for_cog_and_refusal_outside_it(tmp_path):
     shared.mkdir()
     img = np.random.default_rng(3).integers(0, 256, (5, 6, 4), dtype=np.uint8)
     field = ImageField(name="../../evil\x00name", channels=4)
-    ctx = WireContext(protocol="cog", shared_dir=str(shared))
+    ctx = cog_wire(shared_dir=str(shared))
     wire = encode_value(field, img, ctx)
     assert os.path.dirname(wire) == str(shared) and os.path.isfile(wire)
     assert encode_value(field, img, ctx) != wire  # unique names, nothing overwritten
@@ -218,7 +219,7 @@ def test_shared_folder_paths_for_cog_and_refusal_outside_it(tmp_path):
 def test_urls_are_fetched_through_the_context():
     data = codecs.encode_image_bytes(np.full((3, 3, 3), 9, np.uint8))
     seen = []
-    ctx = WireContext(protocol="cog", fetch=lambda url: seen.append(url) or data)
+    ctx = cog_wire(fetch=lambda url: seen.append(url) or data)
     out = decode_value(ImageField(name="im"), "https://example.invalid/a.png", ctx)
     assert seen == ["https://example.invalid/a.png"] and (out == 9).all()
     with pytest.raises(CodecError, match="no download function"):
@@ -356,14 +357,14 @@ def test_files_for_cog_and_runway(tmp_path):
     src = tmp_path / "clip.wav"
     src.write_bytes(b"RIFF....WAVE")
     field = FileField(name="audio")
-    wire = encode_value(field, str(src), WireContext(protocol="cog"))
+    wire = encode_value(field, str(src), cog_wire())
     assert wire.startswith("data:audio/") and wire.endswith(base64.b64encode(b"RIFF....WAVE").decode())
-    back = decode_value(field, wire, WireContext(protocol="cog"))
+    back = decode_value(field, wire, cog_wire())
     assert isinstance(back, FileValue) and back.data == b"RIFF....WAVE"
     assert back.name.startswith("audio") and back.mime.startswith("audio/")
     shared = tmp_path / "shared"
     shared.mkdir()
-    ctx = WireContext(protocol="cog", shared_dir=str(shared))
+    ctx = cog_wire(shared_dir=str(shared))
     path = encode_value(field, FileValue(name="../../x.wav", data=b"abc"), ctx)
     assert os.path.dirname(path) == str(shared) and open(path, "rb").read() == b"abc"
     assert encode_value(field, path, ctx) == os.path.realpath(path)  # already shared: no copy
@@ -373,11 +374,23 @@ def test_files_for_cog_and_runway(tmp_path):
     assert encode_value(field, "/models/ckpt.pth") == "/models/ckpt.pth"
     assert decode_value(field, "https://h/x.tar") == "https://h/x.tar"
     with pytest.raises(CodecError, match="does not exist"):
-        encode_value(field, str(tmp_path / "missing.wav"), WireContext(protocol="cog"))
+        encode_value(field, str(tmp_path / "missing.wav"), cog_wire())
+
+
+def test_directories_and_file_contents_only_where_the_wire_carries_them(tmp_path):
+    folder = FileField(name="folder", is_directory=True)
+    assert encode_value(folder, str(tmp_path)) == str(tmp_path)  # Runway: the server's path
+    with pytest.raises(CodecError, match="^folder: this model's file inputs cannot be dir"):
+        encode_value(folder, FileValue(name="x", path=str(tmp_path)), cog_wire())
+    with pytest.raises(CodecError, match="not file contents"):  # no shared folder to use
+        encode_value(FileField(name="f"), FileValue(name="a.bin", data=b"abc"))
+    path = encode_value(FileField(name="f"), FileValue(name="a.bin", data=b"abc"),
+                        WireContext(shared_dir=str(tmp_path)))
+    assert os.path.dirname(path) == str(tmp_path) and open(path, "rb").read() == b"abc"
 
 
 def test_downloaded_file_names_are_sanitised_before_writing(tmp_path):
-    ctx = WireContext(protocol="cog", fetch=lambda url: b"data")
+    ctx = cog_wire(fetch=lambda url: b"data")
     fv = decode_value(FileField(name="out"), "https://h/a/..%2F..%2Fetc%2Fpasswd", ctx)
     assert "/" not in fv.name and ".." not in fv.name
     path = fv.save(str(tmp_path))
@@ -467,10 +480,12 @@ garbage = st.recursive(
 
 
 @settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(field=st.sampled_from(ALL_FIELDS), value=garbage,
-       protocol=st.sampled_from(["runway", "cog"]))
-def test_garbage_only_ever_raises_codec_error(field, value, protocol):
-    ctx = WireContext(protocol=protocol, fetch=lambda url: b"not an image")
+@given(field=st.sampled_from(ALL_FIELDS), value=garbage, paths=st.booleans(),
+       bytes_as_paths=st.booleans(), directories=st.booleans())
+def test_garbage_only_ever_raises_codec_error(field, value, paths, bytes_as_paths,
+                                              directories):
+    ctx = WireContext(files_as_paths=paths, bytes_as_paths=bytes_as_paths,
+                      directories=directories, fetch=lambda url: b"not an image")
     for fn in (encode_value, decode_value):
         try:
             fn(field, value, ctx)

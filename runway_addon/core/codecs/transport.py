@@ -16,11 +16,22 @@ from .png import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_COMPRESS_LEVEL
 
 @dataclass
 class WireContext:
-    """How values travel for one request."""
+    """How values travel for one request. The first three fields say what the wire can
+    carry; each protocol client states them when it builds its context (the defaults are
+    what a Runway Model SDK server takes)."""
 
-    protocol: str = "runway"  # "runway" | "cog"
+    # A file field is a path or URL the server opens itself, both ways: path inputs pass
+    # through, file contents are written into shared_dir first, and path or URL outputs
+    # come back as text. Otherwise files travel as contents (data URIs, URLs, shared paths).
+    files_as_paths: bool = True
+    # Bytes encoded here (images, label maps, file contents) may go as bare paths in
+    # shared_dir instead of data URIs; otherwise (a Runway SDK image field decodes only
+    # base64) they are always data URIs.
+    bytes_as_paths: bool = False
+    directories: bool = True  # a file input may name a directory
     image_format: Optional[str] = None  # "PNG" | "JPEG"; None: field default, else PNG
-    # Cog only: write images/files here and send bare paths (no base64).
+    # A folder both sides see: where bytes_as_paths writes, and the only place a path in
+    # a server's answer may be read from.
     shared_dir: Optional[str] = None
     fetch: Optional[Callable[[str], bytes]] = None  # downloads http(s) URLs in outputs
     png_compress_level: int = DEFAULT_PNG_COMPRESS_LEVEL
@@ -132,8 +143,8 @@ def _name_from_url(url: str) -> Optional[str]:
 
 def _send_bytes(data: bytes, mime: str, suffix: str, ctx: WireContext, name: str,
                 filename: Optional[str] = None) -> str:
-    """Bytes -> a bare path in the shared folder (Cog, when set), else a data URI."""
-    if ctx.protocol == "cog" and ctx.shared_dir:
+    """Bytes -> a bare path in the shared folder (when the wire takes one), else a data URI."""
+    if ctx.bytes_as_paths and ctx.shared_dir:
         base = safe_filename(filename or (safe_filename(name, "input") + suffix))
         return write_unique(ctx.shared_dir, f"{uuid.uuid4().hex[:12]}-{base}", data)
     return to_data_uri(data, mime)

@@ -241,34 +241,35 @@ def _encode_file(field, value: Any, ctx: WireContext, name: str) -> str:
         value = FileValue(name=safe_filename(safe_filename(name, "input")
                                              + _field_extension(field)), data=bytes(value))
     if isinstance(value, str):
-        if ctx.protocol != "cog" or re.match(r"(?i)(https?|ftp|data):", value):
-            return value  # Runway: a path inside the container or a URL; Cog: a URL
+        if ctx.files_as_paths or re.match(r"(?i)(https?|ftp|data):", value):
+            return value  # a path the server opens (inside its container) or a URL
         if not value:
             raise _fail(name, "the file path is empty")
         value = FileValue(name=os.path.basename(value), path=value)
     if not isinstance(value, FileValue):
         raise _fail(name, f"{describe(value)} is not a file path or FileValue")
-    if field.is_directory and ctx.protocol == "cog":
-        raise _fail(name, "Cog inputs cannot be directories")
+    if field.is_directory and not ctx.directories:
+        raise _fail(name, "this model's file inputs cannot be directories")
     if value.data is None and value.path is not None:
-        if ctx.protocol != "cog":
+        if ctx.files_as_paths:
             return value.path
         if not os.path.isfile(value.path):
             raise _fail(name, f"file {value.path!r} does not exist")
         if ctx.shared_dir and _inside(value.path, ctx.shared_dir):
             return os.path.realpath(value.path)  # already where the server can see it
-    if ctx.protocol != "cog" and not ctx.shared_dir:
-        raise _fail(name, "a Runway model takes a path or URL here, not file contents")
+    if ctx.files_as_paths and not ctx.shared_dir:
+        raise _fail(name, "this model takes a path or URL here, not file contents "
+                          "(there is no shared folder to put them in)")
     data = value.read_bytes()
     mime = value.mime or mimetypes.guess_type(value.name)[0] or "application/octet-stream"
-    if ctx.protocol != "cog":  # Runway with a shared folder: a path it can open
+    if ctx.files_as_paths:  # with a shared folder: a path the server can open
         return write_unique(ctx.shared_dir, f"{uuid.uuid4().hex[:12]}-{value.name}", data)
     return _send_bytes(data, mime, "", ctx, name, filename=value.name)
 
 
 def _decode_file(field, wire: Any, ctx: WireContext, name: str) -> Any:
-    if ctx.protocol != "cog" and isinstance(wire, str) and not wire.startswith("data:"):
-        return wire  # Runway: a path inside the container or a URL, passed through
+    if ctx.files_as_paths and isinstance(wire, str) and not wire.startswith("data:"):
+        return wire  # a path inside the server's container or a URL, passed through
     if isinstance(wire, str) and os.path.isabs(wire) and not wire.startswith("data:"):
         if not ctx.shared_dir or not _inside(wire, ctx.shared_dir):
             _read_server_path(wire, ctx, name)  # raises with the reason

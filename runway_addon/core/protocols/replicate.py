@@ -45,7 +45,7 @@ from ..tokens import mask
 from ..validation import validate_inputs
 from . import http
 from .base import Health, HealthState, ModelClient, RunResult, command_of, decode_typed
-from .cog import SINGLE_OUTPUT, spec_from_openapi
+from .cog import SINGLE_OUTPUT, cog_wire, spec_from_openapi
 from .http import Deadline, Reply
 
 __all__ = ["ReplicateClient", "ModelRef", "parse_model_ref", "PredictionTracker", "Usage",
@@ -656,7 +656,7 @@ class ReplicateClient(ModelClient):
 
     def _context(self) -> WireContext:
         # Bytes cost more than CPU over the internet: deflate PNGs (see codecs).
-        return WireContext(protocol="cog", fetch=self._fetch, png_compress_level=1)
+        return cog_wire(fetch=self._fetch, png_compress_level=1)
 
     @staticmethod
     def _decode_outputs(cmd: Command, wire: Any, ctx: WireContext) -> dict[str, Any]:

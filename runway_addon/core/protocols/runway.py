@@ -306,8 +306,10 @@ class _RunwayHTTP(ModelClient):
         return self._spec if self._spec is not None else self.spec()
 
     def _wire_context(self, image_format: Optional[str] = None) -> WireContext:
-        return WireContext(protocol="runway", image_format=image_format,
-                           shared_dir=self.shared_dir, fetch=self._fetch)
+        # File fields are paths the model server opens; its image fields decode base64.
+        return WireContext(files_as_paths=True, bytes_as_paths=False, directories=True,
+                           image_format=image_format, shared_dir=self.shared_dir,
+                           fetch=self._fetch)
 
     def _fetch(self, url: str) -> bytes:
         """Fetch a URL an output points at (used by the codecs): the token only to
