@@ -483,10 +483,11 @@ def test_server_chosen_file_names_stay_in_the_target_folder(servers, sandbox):
 
 
 def test_bare_bytes_for_a_file_input_keep_the_asked_extension(tmp_path):
-    from runway_addon.core.codecs import WireContext, encode_value
+    from runway_addon.core.codecs import encode_value
+    from runway_addon.core.protocols.cog import cog_wire
     from runway_addon.core.spec import FileField
     f = FileField(name="audio", accept=".wav,audio/wav")
-    wire = encode_value(f, b"RIFF", WireContext(protocol="cog", shared_dir=str(tmp_path)))
+    wire = encode_value(f, b"RIFF", cog_wire(shared_dir=str(tmp_path)))
     assert wire.endswith(".wav") and Path(wire).parent == tmp_path
 
 

@@ -23,10 +23,9 @@ import pytest
 from PIL import Image
 
 from runway_addon.core.catalog import load_card
-from runway_addon.core.codecs import (FileValue, WireContext, decode_image_bytes,
-                                      decode_value)
+from runway_addon.core.codecs import FileValue, decode_image_bytes, decode_value
 from runway_addon.core.errors import RunwayError
-from runway_addon.core.protocols.cog import spec_from_openapi
+from runway_addon.core.protocols.cog import cog_wire, spec_from_openapi
 from runway_addon.core.runtimes.process import ProcessSession
 
 from runway_addon.core.exr import read_exr
@@ -397,7 +396,7 @@ class TestDenoise(ShelfModel):
             "normal": str(TESTDATA / "render_normal.png"),
             "output_format": "exr"})
         field = model.spec().command().output("output")
-        out = decode_value(field, body["output"], WireContext(protocol="cog"))
+        out = decode_value(field, body["output"], cog_wire())
         planes = read_exr(out.read_bytes())
         rgb = np.dstack([planes[c] for c in "RGB"])
         assert rgb.shape == (256, 256, 3)

@@ -25,7 +25,7 @@ from . import http
 from .base import Health, HealthState, ModelClient, RunResult, command_of, decode_typed
 from .http import Deadline, Reply
 
-__all__ = ["spec_from_openapi", "CogClient", "COMMAND", "SINGLE_OUTPUT"]
+__all__ = ["spec_from_openapi", "CogClient", "COMMAND", "SINGLE_OUTPUT", "cog_wire"]
 
 COMMAND = "predict"  # Cog has one command; the name matches its Python method
 SINGLE_OUTPUT = "output"  # the output's name unless the model returns an object
@@ -34,6 +34,15 @@ SINGLE_OUTPUT = "output"  # the output's name unless the model returns an object
 # the value is a core.spec field without its name. See buildtools/cog_schema.py.
 RICH_TYPE_KEY = "x-runway"
 _FIELD = TypeAdapter(FieldSpec)
+
+
+def cog_wire(**options: Any) -> WireContext:
+    """What a Cog server's inputs and outputs carry: files as contents (data URIs, URLs,
+    or bare paths in a shared folder it also sees), images likewise, never directories.
+    Replicate runs Cog models, so its client uses this too."""
+    return WireContext(files_as_paths=False, bytes_as_paths=True, directories=False,
+                       **options)
+
 
 _STATES = {
     "STARTING": HealthState.STARTING,
@@ -384,7 +393,7 @@ class CogClient(ModelClient):
                            else "Check the inputs against the model's schema.")
 
     def _context(self) -> WireContext:
-        return WireContext(protocol="cog", shared_dir=self.shared_dir, fetch=self._fetch)
+        return cog_wire(shared_dir=self.shared_dir, fetch=self._fetch)
 
     def _fetch(self, url: str) -> bytes:
         """Output files that the server uploaded elsewhere (``--upload-url``): the
