@@ -328,3 +328,48 @@ def test_unknown_model_is_a_clear_error(make_client):
     with pytest.raises(ServerError) as err:
         make_client("test/nope").spec()
     assert err.value.status == 404 and "owner/name" in err.value.hint
+
+
+# --------------------------------------------------------------------------- 403, no release,
+# a network that stops answering
+
+def _no_token_in(err) -> None:
+    for text in (err.message, err.hint, err.details, str(err), repr(err)):
+        assert TOKEN not in text
+
+
+@pytest.mark.network
+def test_403_says_the_token_has_no_access_to_the_model(stand_in, make_client):
+    stand_in.configure(forbid={"match": "GET /v1/models/test/invert"})
+    try:
+        with pytest.raises(AuthError) as err:
+            make_client().spec()
+    finally:
+        stand_in.configure(forbid={})
+    assert err.value.status == 403 and "test/invert" in err.value.message
+    assert "token" in err.value.hint.lower()
+    _no_token_in(err.value)
+    assert make_client().spec().protocol == Protocol.REPLICATE  # access given back
+
+
+@pytest.mark.network
+def test_deployment_without_a_release_fails_before_any_prediction(stand_in, make_client):
+    client = make_client("deployment:test/unreleased")
+    mark = stand_in.mark()
+    with pytest.raises(ServerError) as err:
+        client.run({"image": noise(4, 4)})
+    assert "no release" in err.value.message and "release" in err.value.hint
+    _no_token_in(err.value)
+    assert [r["method"] for r in stand_in.requests(mark)] == ["GET"]  # nothing was run
+
+
+@pytest.mark.network
+def test_api_that_stops_answering_times_out_then_recovers(stand_in, make_client):
+    from runway_addon.core.errors import TimedOut
+
+    stand_in.configure(stall={"count": 1, "seconds": 5, "match": "GET /v1/models/test/slow"})
+    with pytest.raises(TimedOut) as err:
+        make_client("test/slow", request_timeout=1).spec()
+    assert "did not answer" in err.value.message and "network" in err.value.hint
+    _no_token_in(err.value)
+    assert make_client("test/slow", request_timeout=10).spec().command().inputs

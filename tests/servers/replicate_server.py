@@ -36,12 +36,17 @@ The models (schemas taken from the repository's Cog test predictors):
   output an image URL on the delivery origin.
 - test/slow    (tests/model_servers/cog/slow):   works ``seconds`` s in steps, logging.
 - test/fails   (tests/model_servers/cog/predict_fails): logs a line, then fails.
-- deployment test/invert-deploy runs test/invert.
+- deployment test/invert-deploy runs test/invert; test/unreleased has no release yet
+  (stand-in: ``current_release`` is null).
 Predictions carry ``metrics.predict_time`` (the measured compute time).
 
 Test-only control routes (stand-in additions, not Replicate's; no token):
 - POST /_test/config {"throttle": {"count": N, "retry_after": S, "match": "POST /v1/"}}:
   the next N API requests whose "METHOD path" starts with ``match`` answer 429.
+  {"forbid": {"match": "GET /v1/models/test/invert"}}: matching requests answer 403
+  (stand-in: a token without access to that model); {"forbid": {}} ends it.
+  {"stall": {"count": N, "seconds": S, "match": ...}}: the next N matching requests get
+  no answer for S seconds (a network that stops answering), then the usual one.
 - GET /_test/requests: what arrived (method, path, whether a valid token came,
   Prefer, a summary of the body; never the token itself).
 - GET /_test/predictions, GET /_test/files: the server's records.
@@ -171,7 +176,7 @@ def build_models() -> dict:
     }
 
 
-DEPLOYMENTS = {"test/invert-deploy": "test/invert"}
+DEPLOYMENTS = {"test/invert-deploy": "test/invert", "test/unreleased": None}
 
 
 # ----------------------------------------------------------------------------- state
@@ -400,6 +405,15 @@ class Handler(BaseHTTPRequestHandler):
         if entry["auth"] != "valid":
             raise HttpError(401, "You did not pass a valid authentication token",
                             "Unauthenticated")
+        stall = st.config.get("stall") or {}
+        if stall.get("count", 0) > 0 and f"{method} {path}".startswith(stall.get("match", "")):
+            with st.lock:
+                stall["count"] -= 1
+            time.sleep(float(stall.get("seconds", 5)))
+        forbid = st.config.get("forbid") or {}
+        if forbid.get("match") and f"{method} {path}".startswith(forbid["match"]):
+            raise HttpError(403, "You do not have permission to perform this action.",
+                            "Forbidden")
         throttle = st.config.get("throttle") or {}
         if throttle.get("count", 0) > 0 and f"{method} {path}".startswith(
                 throttle.get("match", "")):
@@ -450,10 +464,12 @@ class Handler(BaseHTTPRequestHandler):
         return model
 
     def _deployment(self, name: str) -> dict:
-        target = DEPLOYMENTS.get(name)
-        if target is None:
+        if name not in DEPLOYMENTS:
             raise HttpError(404, "Not found.")
+        target = DEPLOYMENTS[name]
         owner, dname = name.split("/")
+        if target is None:
+            return {"owner": owner, "name": dname, "current_release": None}
         version = self.state.models[target]["json"]["latest_version"]["id"]
         return {"owner": owner, "name": dname, "current_release": {
             "number": 1, "model": target, "version": version, "created_at": "2025-01-02T03:04:05Z",
