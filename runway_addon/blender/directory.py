@@ -30,7 +30,13 @@ ANY = "ANY"
 FILTER_LABELS = {"task": "Task", "input_type": "Input", "output_type": "Output",
                  "device": "Runs on", "publisher": "Publisher", "keyword": "Keyword"}
 
-_state = {"catalog": None, "previews": None, "workspaces": None}
+SORTS = (("BEST", "Best match", "Best matches first (a workspace's own order without words)"),
+         ("NAME", "Name", "By title, A to Z"),
+         ("TASK", "Task", "By task (identify, transform, generate), then title"),
+         ("RECENT", "Recently used", "The models you ran last first"))
+RECENT_SHOWN = 10  # what the "Recently used" filter keeps
+
+_state = {"catalog": None, "previews": None, "workspaces": None, "recent": None}
 # The list's matches by filter state: Blender redraws the sidebar often and
 # filter_items runs on every redraw; the catalog is searched once per state.
 _match_cache = {"key": None, "names": []}
@@ -63,6 +69,25 @@ def workspace_store() -> core_workspaces.WorkspaceStore:
     if store is None or str(store.path.parent) != folder:
         store = _state["workspaces"] = core_workspaces.WorkspaceStore(folder)
     return store
+
+
+def recent_store() -> core_workspaces.RecentStore:
+    """When each model last ran, beside the workspaces in the user folder."""
+    from . import preferences
+    folder = preferences.user_folder()
+    store = _state["recent"]
+    if store is None or str(store.path.parent) != folder:
+        store = _state["recent"] = core_workspaces.RecentStore(folder)
+    return store
+
+
+def record_use(model: str) -> None:
+    """A model ran (the Run panel, a script, a job file): for "Recently used"."""
+    try:
+        recent_store().record(model)
+    except OSError as e:  # a read-only user folder must not stop a run
+        print(f"Runway: could not record that {model} was used: {e}")
+    _match_cache["key"] = None
 
 
 def active_workspace(context=None):
@@ -136,6 +161,12 @@ def _directory_group():
             (n, n, n) for n in cat.publishers()])
         keyword: EnumProperty(name="Keyword", items=[(ANY, "Any keyword", "")] + [
             (k, k, k) for k in cat.keywords()])
+        sort: EnumProperty(name="Sort", items=SORTS, default="BEST")
+        recent_only: BoolProperty(name="Recently used", description=f"Only the "
+                                  f"{RECENT_SHOWN} models you ran last")
+        workspace_only: BoolProperty(name="In this workspace", default=True,
+                                     description="Only the workspace's models; off: every "
+                                                 "model, to add some with +")
         show_filters: BoolProperty(name="Filters")
         models: CollectionProperty(type=RUNWAY_PG_model_entry)
         active: IntProperty(name="Model")
@@ -147,7 +178,7 @@ RUNWAY_PG_directory = _directory_group()
 
 
 def any_filter_set(d) -> bool:
-    return bool(d.search.strip()) or d.commercial_only or any(
+    return bool(d.search.strip()) or d.commercial_only or d.recent_only or any(
         getattr(d, p) != ANY for p in FILTER_LABELS)
 
 
@@ -167,19 +198,36 @@ def filters(d) -> dict:
 
 def matching_names(d, extra_words: str = "", workspace="current") -> list:
     """The names the list shows, in its order (cached by filter state). In a
-    workspace, only its models, in the workspace's order unless words rank them."""
+    workspace ("In this workspace" on), only its models, in the workspace's order
+    unless words rank them; "Recently used" keeps the models run last; the sort
+    (best match, name, task, recently used) orders what is left."""
     cat = get_catalog()
     ws = active_workspace() if workspace == "current" else workspace
+    if ws is not None and not d.workspace_only:
+        ws = None
     words = f"{d.search} {extra_words}".strip()
     f = filters(d)
+    used = recent_store().load() if d.recent_only or d.sort == "RECENT" else {}
     key = (id(cat), len(cat.cards), words, tuple(f.items()),
-           (ws.id, tuple(ws.models)) if ws else None)
+           (ws.id, tuple(ws.models)) if ws else None, d.sort, d.recent_only,
+           tuple(sorted(used.items())))
     if _match_cache["key"] != key:
-        found = [c.name for c in cat.search(words, names=ws.models if ws else None, **f)]
-        if ws and not words:
+        names = set(ws.models) if ws else None
+        if d.recent_only:
+            latest = set(sorted(used, key=lambda n: -used[n])[:RECENT_SHOWN])
+            names = latest if names is None else names & latest
+        found = cat.search(words, names=names, **f)
+        if d.sort == "NAME":
+            found.sort(key=lambda c: c.list_title.lower())
+        elif d.sort == "TASK":
+            order = {t: i for i, t in enumerate(core_catalog.TASKS)}
+            found.sort(key=lambda c: (order.get(c.task, 9), c.list_title.lower()))
+        elif d.sort == "RECENT":
+            found.sort(key=lambda c: -used.get(c.name, 0.0))  # stable: never used last
+        elif ws and not words:
             pos = {n: i for i, n in enumerate(ws.models)}
-            found.sort(key=pos.__getitem__)
-        _match_cache.update(key=key, names=found)
+            found.sort(key=lambda c: pos[c.name])
+        _match_cache.update(key=key, names=[c.name for c in found])
     return list(_match_cache["names"])
 
 
@@ -273,7 +321,7 @@ def reset_filters(d) -> None:
     d.search = ""
     for prop in FILTER_LABELS:
         setattr(d, prop, ANY)
-    d.commercial_only = False
+    d.commercial_only = d.recent_only = False
 
 
 class RUNWAY_OT_directory_refresh(bpy.types.Operator):
@@ -704,19 +752,24 @@ class RUNWAY_PT_directory(_SidebarPanel, bpy.types.Panel):
                  icon="ASSET_MANAGER" if ws else "COLLECTION_NEW")
         if ws:
             row.operator(RUNWAY_OT_workspace_rename.bl_idname, text="", icon="GREASEPENCIL")
-        if store.problem:
-            box = layout.box()
-            _wrapped(box, store.problem, context)
+        for problem in (store.problem, recent_store().problem):
+            if problem:
+                _wrapped(layout.box(), problem, context)
+        if ws:
+            layout.prop(d, "workspace_only")
         row = layout.row(align=True)
         row.prop(d, "search", text="", icon="VIEWZOOM")
+        row.prop(d, "recent_only", text="", icon="TIME")
         row.prop(d, "show_filters", text="", icon="FILTER")
         row.operator(RUNWAY_OT_directory_refresh.bl_idname, text="", icon="FILE_REFRESH")
         if d.show_filters:
             col = layout.column(align=True)
             col.use_property_split = True
             col.use_property_decorate = False
+            col.prop(d, "sort", text="Sort by")
             for prop, label in FILTER_LABELS.items():
                 col.prop(d, prop, text=label)  # each dropdown says which filter it is
+            col.prop(d, "recent_only")
             col.prop(d, "commercial_only")
             legend = layout.column(align=True)
             legend.scale_y = 0.8
@@ -739,15 +792,19 @@ class RUNWAY_PT_directory(_SidebarPanel, bpy.types.Panel):
                              icon="TRIA_DOWN").offset = 1
         if not shown:
             box = layout.box()
-            if ws and not ws.models:
+            if ws and d.workspace_only and not ws.models:
                 box.label(text=f"{ws.name} has no models yet", icon="INFO")
-                box.label(text="Choose All models, select one and add it with +")
+                box.prop(d, "workspace_only", text="Show every model (then add with +)",
+                         invert_checkbox=True)
+            elif d.recent_only and not recent_store().load():
+                box.label(text="No model has run yet", icon="INFO")
+                box.operator(RUNWAY_OT_directory_reset_filters.bl_idname, icon="X")
             else:
                 box.label(text="No models match" + (f" in {ws.name}" if ws else ""),
                           icon="INFO")
                 if any_filter_set(d):
                     box.operator(RUNWAY_OT_directory_reset_filters.bl_idname, icon="X")
-                if ws:
+                if ws and d.workspace_only:
                     box.operator(RUNWAY_OT_workspace_set.bl_idname,
                                  text="Show All Models").workspace = ""
         elif ws:
@@ -956,7 +1013,7 @@ def unregister_properties():
     del bpy.types.Scene.runway_workspace
     if _state["previews"] is not None:
         bpy.utils.previews.remove(_state["previews"])
-    _state.update(catalog=None, previews=None, workspaces=None)
+    _state.update(catalog=None, previews=None, workspaces=None, recent=None)
     _match_cache["key"] = None
 
 

@@ -139,8 +139,11 @@ class Engine:
         job = Job(model, gathered.values, options, command=command.name, placement=placement,
                   label=label or model.name, outputs=wanted, scratch=gathered.scratch,
                   prepare=lambda values: outputs.prepare(values, fields))
-        return self._queue(Run(job, status_key or model.name, targets, fields, info,
-                               overlay_input=gathered.overlay_input))
+        handle = self._queue(Run(job, status_key or model.name, targets, fields, info,
+                                 overlay_input=gathered.overlay_input))
+        from . import directory
+        directory.record_use(status_key or model.name)  # the directory's "Recently used"
+        return handle
 
     def _queue(self, run: Run):
         status = self.status[run.model]

@@ -19,6 +19,7 @@ def directory(blender):
     yield mod, d
     d.search, d.task, d.input_type, d.output_type = "", "ANY", "ANY", "ANY"
     d.device, d.publisher, d.keyword, d.commercial_only = "ANY", "ANY", "ANY", False
+    d.sort, d.recent_only, d.workspace_only = "BEST", False, True
 
 
 def names(mod, d):
@@ -215,3 +216,63 @@ def test_every_directory_panel_draws_and_says_what_it_shows(blender, directory):
     assert any(args and args[0] == "runway.directory_reset_filters"
                for kind, _, args in drawn["RUNWAY_PT_directory"] if kind == "operator")
     d.show_filters = False
+
+
+def test_sorting_by_name_task_and_recent_use(blender, directory):
+    mod, d = directory
+    store = mod.recent_store()
+    saved = store.path.read_bytes() if store.path.is_file() else None
+    cards = {c.name: c for c in mod.get_catalog().cards}
+    try:
+        d.sort = "NAME"
+        order = mod.matching_names(d)
+        assert order == sorted(order, key=lambda n: cards[n].list_title.lower())
+        d.sort = "TASK"
+        tasks = [cards[n].task for n in mod.matching_names(d)]
+        assert tasks == sorted(tasks, key=("identify", "transform", "generate").index)
+        # Recently used: recorded when a model runs (engine.submit_run calls record_use).
+        d.sort = "BEST"
+        store.path.unlink(missing_ok=True)
+        d.recent_only = True
+        assert mod.matching_names(d) == []
+        log = draw_all(blender, mod, d)["RUNWAY_PT_directory"]
+        assert "No model has run yet" in texts(log)
+        assert ("runway.directory_reset_filters",) in [a for kind, _, a in log
+                                                       if kind == "operator"]
+        store.record("pose", when=1000)
+        mod.record_use("upscale")  # now: the newest
+        assert set(mod.matching_names(d)) == {"pose", "upscale"}
+        d.recent_only = False
+        d.sort = "RECENT"
+        order = mod.matching_names(d)
+        assert order[:2] == ["upscale", "pose"] and set(order) == SHELF
+        d.search = "image"  # sorting applies to what the words and filters leave
+        assert mod.matching_names(d)[0] == "upscale"
+    finally:
+        if saved is None:
+            store.path.unlink(missing_ok=True)
+        else:
+            store.path.write_bytes(saved)
+
+
+def test_in_this_workspace_or_every_model(blender, directory):
+    mod, d = directory
+    store = mod.workspace_store()
+    ws = store.create("Lookdev", ["pose", "denoise"])
+    blender.context.scene.runway_workspace = ws.id
+    try:
+        assert mod.matching_names(d) == ["pose", "denoise"]  # the workspace's order
+        top = draw_all(blender, mod, d)["RUNWAY_PT_directory"]
+        assert ("workspace_only",) in [a for kind, _, a in top if kind == "prop"]
+        d.workspace_only = False  # every model, the workspace still chosen: + adds one
+        assert set(mod.matching_names(d)) == SHELF
+        mod.select_model(d, "upscale")
+        ops = [a for kind, _, a in draw_all(blender, mod, d)["RUNWAY_PT_directory"]
+               if kind == "operator"]
+        assert ("runway.workspace_add_model",) in ops
+        assert blender.ops.runway.workspace_add_model() == {"FINISHED"}
+        d.workspace_only = True
+        assert mod.matching_names(d) == ["pose", "denoise", "upscale"]
+    finally:
+        blender.context.scene.runway_workspace = ""
+        store.delete(ws.id)
