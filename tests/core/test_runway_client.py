@@ -651,3 +651,56 @@ def test_hosted_wrong_url(hosted):
     assert err.value.status == 404 and "wrong URL or model not active" in err.value.message
     with pytest.raises(SpecValidationError):
         client.setup({"x": 1})
+
+
+# --------------------------------------------------------------------------- hosted: no wake-up
+
+@pytest.mark.network
+def test_hosted_wake_up_longer_than_the_wait(hosted):
+    """A hosted model asleep for longer than the caller waits: ModelNotReady saying
+    so and what to do, after the polls woke it (each with the token)."""
+    from runway_addon.core.errors import ModelNotReady
+
+    srv = hosted("--token", "s3cret-wake", "--wake-seconds", "600")
+    client = HostedRunwayClient(srv.url, token="s3cret-wake", timeout=30)
+    with pytest.raises(ModelNotReady) as err:
+        client.wait_until_ready(0.5, first_delay=0.05)
+    assert "did not wake up" in err.value.message and err.value.hint
+    assert "s3cret-wake" not in str(err.value) + err.value.details
+    polls = [r for r in srv.requests() if r["path"].rstrip("/") == "/v1"]
+    assert polls and all(r["status"] == 200 for r in polls)
+    assert client.health().state == HealthState.STARTING
+
+
+@pytest.mark.network
+def test_hosted_wake_up_cancelled_and_a_session_stopped_while_it_wakes(hosted):
+    import threading
+
+    from runway_addon.core.runtimes.base import SessionState, StartAborted
+    from runway_addon.core.runtimes.remote import RemoteSession
+
+    srv = hosted("--wake-seconds", "600")
+    client = HostedRunwayClient(srv.url, timeout=30)
+    cancel = threading.Event()
+    cancel.set()  # already cancelled: the first wait ends it
+    with pytest.raises(Cancelled):
+        client.wait_until_ready(60, cancel_event=cancel, first_delay=0.05)
+
+    waking, outcome = threading.Event(), []
+    session = RemoteSession(srv.url + "/v1", protocol="runway-hosted", timeout=30,
+                            on_event=lambda ev: "waiting until ready" in ev.message
+                            and waking.set())
+
+    def start():
+        try:
+            session.start(600)
+        except Exception as exc:  # noqa: BLE001 (checked below)
+            outcome.append(exc)
+
+    worker = threading.Thread(target=start)
+    worker.start()
+    assert waking.wait(30)
+    session.stop()
+    worker.join(30)
+    assert not worker.is_alive() and session.state is SessionState.STOPPED
+    assert len(outcome) == 1 and isinstance(outcome[0], StartAborted), outcome
