@@ -6,6 +6,7 @@ Every test module imports from the repository root as a package (``tests.helpers
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -150,3 +151,31 @@ def pixels_top_down(image) -> np.ndarray:
     buf = np.empty(w * h * image.channels, np.float32)
     image.pixels.foreach_get(buf)
     return buf.reshape(h, w, image.channels)[::-1]
+
+
+# --------------------------------------------------------------------------- shelf inputs
+
+@functools.lru_cache(maxsize=None)
+def photo() -> np.ndarray:
+    """Grace Hopper, 512 x 600 RGB uint8 (public domain), from models/testdata."""
+    from runway_addon.core.codecs import decode_image_bytes
+    arr = decode_image_bytes((ROOT / "models" / "testdata" / "grace_hopper.jpg").read_bytes())
+    arr.flags.writeable = False
+    return arr
+
+
+def photo_512() -> np.ndarray:
+    return photo()[:512, :512]
+
+
+def image(value) -> np.ndarray:
+    """A file output that must be an image, decoded by the project's codecs."""
+    from runway_addon.core.codecs import FileValue, decode_image_bytes
+    assert isinstance(value, FileValue), f"expected a file, got {value!r}"
+    assert (value.mime or "").startswith("image/"), f"expected an image, got {value.mime}"
+    return decode_image_bytes(value.read_bytes())
+
+
+def to01(a: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 pixels as floats in 0..1."""
+    return a.astype(np.float64) / (65535.0 if a.dtype == np.uint16 else 255.0)

@@ -24,12 +24,10 @@ from PIL import Image
 
 from runway_addon.core.catalog import load_card
 from runway_addon.core.codecs import FileValue, decode_image_bytes, decode_value
-from runway_addon.core.errors import RunwayError
 from runway_addon.core.protocols.cog import cog_wire, spec_from_openapi
-from runway_addon.core.runtimes.process import ProcessSession
 
 from runway_addon.core.exr import read_exr
-from tests.helpers import ROOT
+from tests.helpers import ROOT, image, photo, photo_512, to01
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
@@ -37,47 +35,6 @@ pytestmark = [pytest.mark.network, pytest.mark.slow,
 MODELS = ROOT / "models"
 TESTDATA = MODELS / "testdata"
 SHELF = sorted(p.parent.name for p in MODELS.glob("*/cog.yaml"))
-
-
-# ---------------------------------------------------------------- one server at a time
-
-class Shelf:
-    """The one running model server of this module; ``use(name)`` stops any other."""
-
-    def __init__(self):
-        self.name = None
-        self.session = None
-        self.client = None
-        self.failed: dict[str, str] = {}
-
-    def use(self, name: str):
-        if name == self.name and self.client is not None:
-            return self.client
-        self.close()
-        if name in self.failed:  # do not retry a start that failed for this model
-            pytest.fail(self.failed[name], pytrace=False)
-        session = ProcessSession(MODELS / name)  # default env root: shared with CI runs
-        try:
-            session.start()
-        except RunwayError as e:
-            self.failed[name] = f"{name} did not start: {e}\n{session.logs()[-4000:]}"
-            pytest.fail(self.failed[name], pytrace=False)
-        self.name, self.session, self.client = name, session, session.client()
-        return self.client
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.session is not None:
-            self.session.stop()
-        self.name = self.session = self.client = None
-
-
-@pytest.fixture(scope="module")
-def shelf():
-    s = Shelf()
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -89,34 +46,11 @@ def model(shelf, request):
 # ---------------------------------------------------------------- inputs and helpers
 
 @functools.lru_cache(maxsize=None)
-def photo() -> np.ndarray:
-    """Grace Hopper, 512 x 600 RGB uint8 (public domain)."""
-    arr = decode_image_bytes((TESTDATA / "grace_hopper.jpg").read_bytes())
-    arr.flags.writeable = False
-    return arr
-
-
-def photo_512() -> np.ndarray:
-    return photo()[:512, :512]
-
-
-@functools.lru_cache(maxsize=None)
 def render(name: str) -> np.ndarray:
     """A 16-bit render from testdata as HxWx3 uint16."""
     arr = decode_image_bytes((TESTDATA / name).read_bytes())
     arr.flags.writeable = False
     return arr
-
-
-def image(value) -> np.ndarray:
-    """A file output that must be an image, decoded by the project's codecs."""
-    assert isinstance(value, FileValue), f"expected a file, got {value!r}"
-    assert (value.mime or "").startswith("image/"), f"expected an image, got {value.mime}"
-    return decode_image_bytes(value.read_bytes())
-
-
-def to01(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.float64) / (65535.0 if a.dtype == np.uint16 else 255.0)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

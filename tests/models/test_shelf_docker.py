@@ -5,14 +5,14 @@ import pytest
 
 from buildtools import images
 from runway_addon.core.runtimes.docker import DockerSession
-from tests.models.test_shelf import MODELS, image, photo_512, shelf, to01  # noqa: F401
+from tests.helpers import ROOT, image, photo_512, to01
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def style_image_tag():
-    folder = MODELS / "style-transfer"
+    folder = ROOT / "models" / "style-transfer"
     result = images.build_model_image(folder, images.default_tag(folder))
     return result["tag"]
 
