@@ -111,6 +111,12 @@ class Writer:
         print(f"    {path.relative_to(MODELS.parent)}  {img.size[0]}x{img.size[1]}  "
               f"{path.stat().st_size / 1024:.0f} KB")
 
+    def save_bytes(self, data: bytes, filename: str) -> None:
+        """A file as the model made it (a speech sample the card can play)."""
+        path = self.dir / filename
+        path.write_bytes(data)
+        print(f"    {path.relative_to(MODELS.parent)}  {len(data) / 1024:.0f} KB")
+
 
 def gallery_person_segmentation(model, w: Writer) -> None:
     out = model.run({"image": read(PHOTO)}).outputs
@@ -160,6 +166,7 @@ def gallery_denoise(model, w: Writer) -> None:
 def gallery_text_to_speech(model, w: Writer) -> None:
     text = "Grace Hopper wrote the first compiler."
     raw = model.run({"text": text}).outputs["output"].read_bytes()
+    w.save_bytes(raw, "speech.wav")
     with wave.open(io.BytesIO(raw)) as f:
         pcm = np.frombuffer(f.readframes(f.getnframes()), np.int16) / 32768.0
         rate = f.getframerate()

@@ -14,7 +14,7 @@ import json
 import re
 from datetime import date
 from pathlib import Path
-from typing import Iterable, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -58,6 +58,18 @@ class ModelFile(_Card):
 class GalleryItem(_Card):
     file: str  # relative to the card's folder
     caption: str = ""
+
+
+class Template(_Card):
+    """Example inputs the Run panel can load: input name -> value; for an image or
+    file input the value is a file relative to the card's folder (its gallery)."""
+
+    title: str
+    inputs: dict[str, Any]
+    note: str = ""
+
+
+AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
 
 
 class LicencePart(_Card):
@@ -173,6 +185,7 @@ class ModelCard(_Card):
     # label -> URLs, e.g. {"code": [...], "paper": [...], "model_card": [...]}
     links: dict[str, list[str]] = Field(default_factory=dict)
     gallery: list[GalleryItem] = Field(default_factory=list)
+    templates: list[Template] = Field(default_factory=list)
     runtime: Optional[RuntimeInfo] = None
     source: Optional[Source] = None  # a model the user added (user cards)
     # Set by the loader, never read from the file: the folder the model runs from
@@ -214,17 +227,18 @@ class ModelCard(_Card):
     def is_user_model(self) -> bool:
         return self.source is not None
 
+    def card_file(self, rel: str) -> Optional[Path]:
+        """A file the card names (gallery, templates), if it exists inside the
+        card's folder; never a path that leaves it."""
+        if not self.folder or not isinstance(rel, str):
+            return None
+        base = Path(self.folder).resolve()
+        p = (base / rel).resolve()
+        return p if base in p.parents and p.is_file() else None
+
     def gallery_paths(self) -> list[Path]:
         """Gallery files that exist, inside the card's folder only."""
-        if not self.folder:
-            return []
-        base = Path(self.folder).resolve()
-        out = []
-        for item in self.gallery:
-            p = (base / item.file).resolve()
-            if base in p.parents and p.is_file():
-                out.append(p)
-        return out
+        return [p for p in (self.card_file(item.file) for item in self.gallery) if p]
 
     def text(self) -> str:
         """Everything a word search looks at, lower-cased."""

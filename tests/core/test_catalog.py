@@ -110,3 +110,29 @@ def test_the_word_index_finds_exactly_what_a_scan_of_the_texts_finds():
     two = cat.search("image style")
     assert {c.name for c in two} == {n for n, t in texts.items() if "image" in t and "style" in t}
     assert two[0].name == "style-transfer"  # both words in its title or keywords
+
+
+def test_shelf_cards_speak_to_artists_and_their_templates_fit_the_model():
+    cat = Catalog.load([catalog.builtin_models_dir()])
+    developer = ("start()", "RUNNING", "predict_time", "bench/", ".py", "cog ", "client",
+                 "models-offline")
+    for c in cat.cards:
+        assert c.short_title and len(c.short_title) <= catalog.LIST_TITLE_CHARS, c.name
+        assert c.list_title == c.short_title
+        words = " ".join([c.performance.measured_on] + [f"{n.what} {n.value}"
+                                                        for n in c.performance.notes])
+        assert not [w for w in developer if w in words], (c.name, words)
+        assert any("CPU" in n.what for n in c.performance.notes), c.name  # a frame, in words
+        assert any(n.what == "On a GPU" for n in c.performance.notes), c.name
+        inputs = {f.name: f for f in catalog.load_spec(c).command().inputs}
+        for t in c.templates:
+            assert t.inputs and set(t.inputs) <= set(inputs), (c.name, t.title)
+            for name, value in t.inputs.items():
+                if inputs[name].type in ("image", "file"):
+                    assert c.card_file(value), (c.name, value)  # a file of the card's own
+    assert {c.name for c in cat.cards if c.templates} >= {"person-segmentation",
+                                                           "text-to-speech", "style-transfer"}
+    speech = [p for p in cat.get("text-to-speech").gallery_paths()
+              if p.suffix in catalog.AUDIO_SUFFIXES]
+    assert [p.name for p in speech] == ["speech.wav"]
+    assert cat.get("person-segmentation").card_file("../pose/card.json") is None
