@@ -9,6 +9,7 @@
     python3 build.py models lock|schema|env|serve|docker ...   # model folders
     python3 build.py jobschema # docs/job.schema.json from the job file's pydantic model
     python3 build.py bench [--quick]   # every benchmark, one table (out/bench/)
+    python3 build.py mutate [module ...]   # mutation scores of the fast-tested modules
 """
 from __future__ import annotations
 
@@ -193,10 +194,22 @@ def cmd_bench(args) -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
+@_timed("mutate")
+def cmd_mutate(argv) -> int:
+    """Mutation testing (buildtools/mutation.py, mutmut inside .venv): one table,
+    out/mutation/. Not part of `test`: too slow for CI."""
+    python = envs.ensure(envs.DEV)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([str(python), "-m", "buildtools.mutation", *argv], cwd=ROOT,
+                          env=env).returncode
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["models"]:
         return cmd_models(argv[1:])
+    if argv[:1] == ["mutate"]:
+        return cmd_mutate(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("setup", help="create .venv (bpy + test tools)").set_defaults(fn=cmd_setup)
@@ -219,6 +232,8 @@ def main(argv=None) -> int:
     p.set_defaults(fn=cmd_bench)
     sub.add_parser("models", help="model folders: lock, schema, env, serve, docker "
                                   "(`build.py models -h`)")
+    sub.add_parser("mutate", help="mutation testing of the fast-tested modules "
+                                  "(`build.py mutate -h`)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

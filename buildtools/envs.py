@@ -51,6 +51,7 @@ class Env:
 DEV = Env(".venv", "3.11", (
     "bpy==5.0.1", "pydantic==2.12.5", "pillow==12.1.1", "docker==7.1.0",
     "pytest==9.2.0", "hypothesis==6.170.17",
+    "mutmut==3.8.1",  # `build.py mutate` (buildtools/mutation.py)
 ))
 # numpy as Blender 4.2 itself ships it (the wheel leaves it unpinned).
 BPY42 = Env(".venv-bpy42", "3.11", ("bpy==4.2.23", "numpy==1.26.4"))
