@@ -12,7 +12,6 @@ by Blender itself through ``template_list`` and menus through ``menu_contents``.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import types
@@ -20,7 +19,7 @@ import types
 import numpy as np
 import pytest
 
-from tests.conftest import ADDON_PKG
+from tests.helpers import ADDON_PKG, mod
 
 pytestmark = pytest.mark.blender
 
@@ -36,10 +35,6 @@ RNA_WARNINGS = re.compile(r"property not found|unknown operator|not found:|unkno
                           r"unknown uilisttype|missing srna|List type .* not found|"
                           r"Traceback \(most recent call last\)|Error:")
 USER_MODEL = "p6-options-model"
-
-
-def mod(name):
-    return importlib.import_module(f"{ADDON_PKG}.{name}")
 
 
 def bpy_wm():

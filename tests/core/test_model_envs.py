@@ -25,15 +25,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from runway_addon.core.errors import RunwayError  # noqa: E402
-from runway_addon.core.runtimes.base import RuntimeFailed  # noqa: E402
-from runway_addon.core.runtimes.model_envs import ENV_STAMP, ModelEnvironment  # noqa: E402
-from runway_addon.core.runtimes.processes import process_cmdline  # noqa: E402
-from tests.servers import wait_until  # noqa: E402
+from runway_addon.core.errors import RunwayError
+from runway_addon.core.runtimes.base import RuntimeFailed
+from runway_addon.core.runtimes.model_envs import ENV_STAMP, ModelEnvironment
+from runway_addon.core.runtimes.processes import process_cmdline
+from tests.helpers import python_env, wait_until
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
@@ -193,9 +189,8 @@ def test_pip_hanging_past_the_timeout_is_ended(tmp_path, wheel, index, monkeypat
 
 BUILDER = textwrap.dedent("""
     import sys
-    sys.path.insert(0, sys.argv[1])
     from runway_addon.core.runtimes.model_envs import ModelEnvironment
-    ModelEnvironment(sys.argv[2], sys.argv[3]).ensure()
+    ModelEnvironment(sys.argv[1], sys.argv[2]).ensure()
 """)
 
 
@@ -205,7 +200,8 @@ def test_a_build_killed_halfway_is_not_used_next_time(tmp_path, wheel, index):
     index.hold.set()
     folder = model_folder(tmp_path, index.lock(wheel))
     root = tmp_path / "envs"
-    builder = subprocess.Popen([sys.executable, "-c", BUILDER, str(ROOT), str(folder), str(root)])
+    builder = subprocess.Popen([sys.executable, "-c", BUILDER, str(folder), str(root)],
+                               env=python_env())
     env = ModelEnvironment(folder, root)
     try:
         assert wait_until(index.asked.is_set, timeout=120), "pip never asked the index"
@@ -290,7 +286,8 @@ def test_two_builds_at_once_make_one_good_environment(tmp_path, wheel):
 def test_two_processes_building_at_once_make_one_good_environment(tmp_path, wheel):
     folder = model_folder(tmp_path, local_lock(wheel))
     root = tmp_path / "envs"
-    procs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(ROOT), str(folder), str(root)])
+    procs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(folder), str(root)],
+                              env=python_env())
              for _ in range(2)]
     assert [p.wait() for p in procs] == [0, 0]
     env = ModelEnvironment(folder, root)

@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 from runway_addon.core.workspaces import RECENT_KEPT, RecentStore
-from tests.helpers import ROOT
+from tests.helpers import python_env
 
 
 def test_recorded_newest_first_and_kept_short(tmp_path):
@@ -26,7 +26,6 @@ def test_recorded_newest_first_and_kept_short(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    sys.path.insert(0, {root!r})
     from runway_addon.core.workspaces import RecentStore
     store = RecentStore({folder!r})
     for i in range(20):  # 40 in all: fewer than RECENT_KEPT
@@ -36,8 +35,9 @@ WRITER = textwrap.dedent("""
 
 def test_two_processes_recording_at_once_lose_nothing(tmp_path):
     script = tmp_path / "writer.py"
-    script.write_text(WRITER.format(root=str(ROOT), folder=str(tmp_path)))
-    procs = [subprocess.Popen([sys.executable, str(script), tag]) for tag in ("a", "b")]
+    script.write_text(WRITER.format(folder=str(tmp_path)))
+    procs = [subprocess.Popen([sys.executable, str(script), tag], env=python_env())
+             for tag in ("a", "b")]
     while any(p.poll() is None for p in procs):
         RecentStore(tmp_path).load()  # always a whole file
     assert [p.returncode for p in procs] == [0, 0]
