@@ -8,7 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import CodecError
-from .pixels import convert_channels, image_array
+from .pixels import check_pixels, convert_channels, image_array
 
 _SRGB_CUT_LINEAR = np.float32(0.0031308)
 _SRGB_CUT_ENCODED = np.float32(0.04045)
@@ -72,10 +72,10 @@ def image_from_blender(pixels: np.ndarray, width: int, height: int, channels: in
     try:
         flat = np.asarray(pixels, dtype=np.float32).reshape(-1)
     except (TypeError, ValueError) as e:
-        raise CodecError(f"Blender pixels are not numbers: {e}") from e
+        raise CodecError(f"pixels are not numbers: {e}") from e
     if width <= 0 or height <= 0 or channels not in (1, 2, 3, 4) or \
             flat.size != width * height * channels:
-        raise CodecError(f"Blender pixels: {flat.size} values do not make a {width}x{height} "
+        raise CodecError(f"pixels: {flat.size} values do not make a {width}x{height} "
                          f"image with {channels} channels")
     img = flat.reshape(height, width, channels)[::-1]  # bottom-up -> top-down (a view)
     if not linear:
@@ -111,7 +111,7 @@ def srgb8_from_blender(pixels: np.ndarray, width: int, height: int, channels: in
     flat = np.asarray(pixels, dtype=np.float32).reshape(-1)
     if width <= 0 or height <= 0 or channels not in (1, 2, 3, 4) or \
             flat.size != width * height * channels:
-        raise CodecError(f"Blender pixels: {flat.size} values do not make a {width}x{height} "
+        raise CodecError(f"pixels: {flat.size} values do not make a {width}x{height} "
                          f"image with {channels} channels")
     img = flat.reshape(height, width, channels)[::-1]  # a view; rows are copied below
     scale = np.float32(65535.0 if linear else 255.0)
@@ -133,8 +133,10 @@ def image_to_blender(image: Any, linear: bool = True) -> tuple[np.ndarray, int, 
     """An image value -> (flat float32 RGBA bottom-up, width, height) for
     ``image.pixels.foreach_set``. ``linear=False``: the Blender image is a byte image that
     stores sRGB values, so only the rows are flipped."""
-    img = convert_channels(image_array(image, "image"), 4)
-    h, w = img.shape[:2]
+    arr = image_array(image, "image")
+    h, w = arr.shape[:2]
+    check_pixels(w, h, "image")  # before the RGBA copy and the float buffer
+    img = convert_channels(arr, 4)
     flipped = img[::-1]  # a view: the table lookups below write the rows in Blender's order
     if img.dtype == np.float32:
         out = np.ascontiguousarray(flipped)

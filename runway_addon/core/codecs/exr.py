@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import CodecError
 from .naming import describe
+from .pixels import check_pixels
 
 _MAGIC = b"\x76\x2f\x31\x01"
 _LINES_PER_CHUNK = {0: 1, 2: 1, 3: 16}  # NONE, ZIPS, ZIP
@@ -22,13 +23,16 @@ _DTYPES = {1: np.dtype("<f2"), 2: np.dtype("<f4"), 0: np.dtype("<u4")}
 
 
 def _cstr(data: bytes, pos: int) -> tuple[str, int]:
+    """A null-terminated name: UTF-8, as OpenEXR writes it (Blender's layer and pass
+    names included); anything else is a broken header (UnicodeDecodeError, a ValueError)."""
     end = data.index(b"\0", pos)
-    return data[pos:end].decode("latin-1"), end + 1
+    return data[pos:end].decode("utf-8"), end + 1
 
 
 def _unzip(raw: bytes, size: int) -> bytes:
     """EXR's ZIP: deflate, then a byte delta predictor, then two interleaved halves."""
-    d = np.frombuffer(zlib.decompress(raw), np.uint8)
+    # Never inflate past the size the header promises: a small chunk must not become gigabytes.
+    d = np.frombuffer(zlib.decompressobj().decompress(raw, size + 1), np.uint8)
     if d.size != size:
         raise ValueError(f"EXR chunk inflates to {d.size} bytes, expected {size}")
     t = (np.cumsum(d.astype(np.int64) - 128) + 128) % 256  # undo the predictor
@@ -46,7 +50,8 @@ def read_exr(data: bytes) -> dict[str, np.ndarray]:
         return _read(data)
     except CodecError:
         raise
-    except (ValueError, KeyError, IndexError, struct.error, zlib.error) as e:
+    except (ValueError, KeyError, IndexError, OverflowError, MemoryError, struct.error,
+            zlib.error) as e:
         raise CodecError(f"cannot read the EXR file: {e}",
                          hint="Save it again as a scanline OpenEXR (ZIP or no compression).") from e
 
@@ -102,6 +107,7 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
             raise ValueError(f"EXR compression {attrs.get('compression')} is not supported")
         x0, y0, x1, y1 = attrs["window"]
         attrs["size"] = (x1 - x0 + 1, y1 - y0 + 1)
+        check_pixels(*attrs["size"], "EXR file", "EXR image")  # before any table or plane
         per_chunk = _LINES_PER_CHUNK[attrs["compression"]]
         n_chunks = attrs.get("chunks") or -(-attrs["size"][1] // per_chunk)
         attrs["offsets"] = struct.unpack_from(f"<{n_chunks}Q", data, pos)

@@ -10,7 +10,20 @@ from ..errors import CodecError
 from .naming import _fail, describe
 
 # Refuse to decode more than this many pixels (a decompression bomb guard; 16k x 16k).
+# Every decoder (PNG, Pillow's formats, EXR) and image_to_blender checks a header's size
+# against it with check_pixels before allocating, so one limit gives one error everywhere.
 MAX_PIXELS = 16384 * 16384
+
+
+def too_many_pixels(name: str, what: str) -> CodecError:
+    return _fail(name, f"{what} is too large: the limit is MAX_PIXELS = {MAX_PIXELS} "
+                       "pixels (16384x16384)")
+
+
+def check_pixels(width: int, height: int, name: str, what: str = "image") -> None:
+    """Raise the pixel-limit CodecError when a ``width`` x ``height`` image is too large."""
+    if width * height > MAX_PIXELS:
+        raise too_many_pixels(name, f"{what} of {width}x{height} pixels")
 
 
 def image_array(value: Any, name: str = "image") -> np.ndarray:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from ..errors import CodecError
 from .naming import _fail, describe
-from .pixels import MAX_PIXELS, _pil_to_array, convert_channels, to_bit_depth
+from .pixels import (MAX_PIXELS, _pil_to_array, check_pixels, convert_channels, to_bit_depth,
+                     too_many_pixels)
 
 # Measured with bench/bench_codecs.py: level 0 (stored rows, no deflate work) gives the
 # fastest encode + decode for 1080p and 4K RGBA frames, as a data URI and as a shared file,
@@ -85,16 +86,20 @@ def decode_image_bytes(data: bytes, name: str = "image") -> np.ndarray:
         arr = _png_read(bytes(data), name)
         if arr is not None:
             return _normalise_decoded(arr)
+    _pillow_limit()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Above the limit Pillow warns (then our check_pixels, with the size, raises)
+            # or, above twice the limit, raises DecompressionBombError itself.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise CodecError(f"{name}: image of {im.width}x{im.height} is too large")
+                check_pixels(im.width, im.height, name)
                 im.load()
                 arr = _pil_to_array(im, name)
     except CodecError:
         raise
+    except Image.DecompressionBombError as e:
+        raise too_many_pixels(name, "image") from e
     except Exception as e:  # Pillow raises many kinds (OSError, SyntaxError, ValueError...)
         raise _fail(name, f"cannot decode the image ({describe(data)}): "
                           f"{type(e).__name__}: {e}") from e
@@ -103,6 +108,15 @@ def decode_image_bytes(data: bytes, name: str = "image") -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return _normalise_decoded(arr)
+
+
+def _pillow_limit() -> None:
+    """Pillow's own bomb limit (a warning above Image.MAX_IMAGE_PIXELS, an error above twice
+    that) is lower than ours by default: raise it to ours so one limit holds for every
+    format. Set before each decode, since it is process-wide and anyone may change it;
+    check_pixels holds the limit when someone has raised or removed Pillow's."""
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 def _normalise_decoded(arr: np.ndarray) -> np.ndarray:
@@ -123,6 +137,7 @@ def _png_read(data: bytes, name: str) -> Optional[np.ndarray]:
             raise _fail(name, "broken PNG (truncated or bad checksum)")
         if kind == b"IHDR":
             ihdr = struct.unpack(">IIBBBBB", body)
+            check_pixels(ihdr[0], ihdr[1], name, "PNG")  # before reading the pixel data
         elif kind == b"IDAT":
             idat.append(body)
         elif kind == b"IEND":
@@ -134,8 +149,8 @@ def _png_read(data: bytes, name: str) -> Optional[np.ndarray]:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour_type)
     if depth != 16 or channels is None or interlace:
         return None
-    if w == 0 or h == 0 or w * h > MAX_PIXELS:
-        raise _fail(name, f"PNG of {w}x{h} pixels is empty or too large")
+    if w == 0 or h == 0:
+        raise _fail(name, f"PNG of {w}x{h} pixels is empty")
     bpp = 2 * channels
     expected = h * (1 + w * bpp)
     try:

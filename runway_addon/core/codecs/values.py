@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..errors import CodecError, RunwayError
 from .naming import FileValue, _fail, _field_extension, describe, safe_filename, write_unique
-from .pixels import _pil_to_array, convert_channels, image_array, to_bit_depth
+from .pixels import _pil_to_array, check_pixels, convert_channels, image_array, to_bit_depth
 from .png import _normalise_decoded, decode_image_bytes, encode_image_bytes
 from .transport import WireContext, _inside, _read_server_path, _send_bytes, _wire_bytes
 
@@ -49,7 +49,9 @@ def _encode_image(field, value: Any, ctx: WireContext, name: str) -> str:
 
 def _decode_image(field, wire: Any, ctx: WireContext, name: str) -> np.ndarray:
     if isinstance(wire, (np.ndarray, Image.Image)):  # a server library handed back pixels
-        return _normalise_decoded(image_array(wire, name))
+        img = image_array(wire, name)
+        check_pixels(img.shape[1], img.shape[0], name)
+        return _normalise_decoded(img)
     data, _, _ = _wire_bytes(wire, ctx, name)
     return decode_image_bytes(data, name)
 
