@@ -111,18 +111,204 @@ def short_url(url: str, limit: int = 34) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
+def _rel(card, path) -> str:
+    return path.relative_to(card.folder).as_posix() if card.folder else path.name
+
+
 def gallery_icons(card) -> list:
-    """(icon_id, caption) for the card's gallery images, loaded once each."""
+    """(icon_id, caption, file) for the card's gallery images, loaded once each."""
     pcoll = _previews()
     captions = {item.file: item.caption for item in card.gallery}
     out = []
     for path in card.gallery_paths():
+        if path.suffix.lower() in core_catalog.AUDIO_SUFFIXES:
+            continue
         key = str(path)
         if key not in pcoll:
             pcoll.load(key, key, "IMAGE")
-        rel = path.relative_to(card.folder).as_posix() if card.folder else path.name
-        out.append((pcoll[key].icon_id, captions.get(rel, path.name)))
+        rel = _rel(card, path)
+        out.append((pcoll[key].icon_id, captions.get(rel, path.name), rel))
     return out
+
+
+def gallery_sounds(card) -> list:
+    """(caption, file) for the card's gallery sounds (a speech sample)."""
+    captions = {item.file: item.caption for item in card.gallery}
+    return [(captions.get(_rel(card, p), p.name), _rel(card, p)) for p in card.gallery_paths()
+            if p.suffix.lower() in core_catalog.AUDIO_SUFFIXES]
+
+
+def _card_named(name: str):
+    return next((c for c in get_catalog().cards if c.name == name), None)
+
+
+class RUNWAY_OT_gallery_view(bpy.types.Operator):
+    """Show a gallery picture large: a popup, or an Image Editor"""
+
+    bl_idname = "runway.gallery_view"
+    bl_label = "Enlarge"
+    bl_options = {"INTERNAL"}
+
+    model: StringProperty(options={"SKIP_SAVE"})
+    file: StringProperty(options={"SKIP_SAVE"})
+    editor: BoolProperty(name="In an Image Editor", options={"SKIP_SAVE"},
+                         description="Open the picture in an Image Editor (a new window when "
+                                     "none is open) instead of a popup")
+
+    def _path(self):
+        card = _card_named(self.model)
+        return card.card_file(self.file) if card else None
+
+    def invoke(self, context, event):
+        if self._path() is None:
+            self.report({"ERROR"}, f"No picture {self.file!r} in the card of {self.model}")
+            return {"CANCELLED"}
+        if self.editor:
+            return self.execute(context)
+        return context.window_manager.invoke_popup(self, width=int(560 * max(
+            1.0, context.preferences.system.ui_scale)))
+
+    def draw(self, context):
+        card, path = _card_named(self.model), self._path()
+        if path is None:
+            return
+        pcoll = _previews()
+        if str(path) not in pcoll:
+            pcoll.load(str(path), str(path), "IMAGE")
+        layout = self.layout
+        layout.template_icon(icon_value=pcoll[str(path)].icon_id, scale=26.0)
+        caption = next((g.caption for g in card.gallery if g.file == self.file), "")
+        _wrapped(layout, caption, context)
+        op = layout.operator(self.bl_idname, text="Open in an Image Editor", icon="IMAGE_DATA")
+        op.model, op.file, op.editor = self.model, self.file, True
+
+    def execute(self, context):
+        """Load the picture as an image (once) and show it in an Image Editor."""
+        from . import outputs
+        path = self._path()
+        if path is None:
+            self.report({"ERROR"}, f"No picture {self.file!r} in the card of {self.model}")
+            return {"CANCELLED"}
+        image = bpy.data.images.load(str(path), check_existing=True)
+        shown = outputs.show_in_image_editor(image)
+        if not shown and not bpy.app.background and bpy.ops.wm.window_new.poll():
+            bpy.ops.wm.window_new()  # no Image Editor open: a new window becomes one
+            window = context.window_manager.windows[-1]
+            area = max(window.screen.areas, key=lambda a: a.width * a.height)
+            area.type = "IMAGE_EDITOR"
+            area.spaces.active.image = image
+            shown = True
+        self.report({"INFO"}, f"Showing {image.name}" if shown else
+                    f"Loaded the picture as the image {image.name}")
+        return {"FINISHED"}
+
+
+_sound = {"handle": None, "file": "", "device": None}
+
+
+def playing() -> str:
+    """The gallery sound playing now ('' when none)."""
+    h = _sound["handle"]
+    return _sound["file"] if h is not None and h.status else ""
+
+
+class RUNWAY_OT_gallery_play(bpy.types.Operator):
+    """Play the card's speech sample (again: stop it)"""
+
+    bl_idname = "runway.gallery_play"
+    bl_label = "Play Sample"
+    bl_options = {"INTERNAL"}
+
+    model: StringProperty(options={"SKIP_SAVE"})
+    file: StringProperty(options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        import aud  # Blender's own audio library: it plays through Blender's output device
+        card = _card_named(self.model)
+        path = card.card_file(self.file) if card else None
+        if path is None:
+            self.report({"ERROR"}, f"No sound {self.file!r} in the card of {self.model}")
+            return {"CANCELLED"}
+        was = playing()
+        stop_sound()
+        if was == str(path):
+            return {"FINISHED"}  # a second click stops it
+        if _sound["device"] is None:
+            _sound["device"] = aud.Device()
+        _sound["handle"] = _sound["device"].play(aud.Sound(str(path)))
+        _sound["file"] = str(path)
+        return {"FINISHED"}
+
+
+def stop_sound() -> None:
+    h = _sound["handle"]
+    if h is not None:
+        h.stop()
+    _sound.update(handle=None, file="")
+
+
+class RUNWAY_OT_template_load(bpy.types.Operator):
+    """Load this example's inputs into the Run panel (a picture becomes its image input)"""
+
+    bl_idname = "runway.template_load"
+    bl_label = "Use Example"
+    bl_options = {"INTERNAL", "UNDO"}
+
+    model: StringProperty(options={"SKIP_SAVE"})
+    index: IntProperty(options={"SKIP_SAVE"})
+
+    @classmethod
+    def description(cls, context, properties):
+        card = _card_named(properties.model)
+        if card is None or not 0 <= properties.index < len(card.templates):
+            return "Load the example's inputs into the Run panel"
+        t = card.templates[properties.index]
+        return f"Sets {', '.join(t.inputs)} in the Run panel" + (f"\n{t.note}" if t.note else "")
+
+    def execute(self, context):
+        try:
+            names = load_template(context, self.model, self.index)
+        except RunwayError as e:
+            return report_error(self, e)
+        self.report({"INFO"}, f"Set {', '.join(names)} of {self.model}")
+        return {"FINISHED"}
+
+
+def load_template(context, model: str, index: int) -> list:
+    """Set the Run panel's inputs of ``model`` from its card's template ``index``:
+    values into the widgets, a picture loaded as an image (once) and chosen as
+    that input's Image source. The names that were set."""
+    from . import props
+    card, mp = _card_named(model), props.model(model)
+    s = props.settings(context.scene, model)
+    if card is None or not 0 <= index < len(card.templates):
+        raise RunwayError(f"{model!r} has no example {index + 1}.")
+    if mp is None or mp.cls is None or s is None:
+        raise RunwayError(f"{model!r} cannot run here: {mp.error if mp else 'not loaded'}",
+                          hint="Refresh the Model Directory.")
+    template = card.templates[index]
+    fields = {f.name: f for f in mp.command.inputs}
+    for name, value in template.inputs.items():
+        f = fields.get(name)
+        if f is None:
+            raise RunwayError(f"The example {template.title!r} sets {name!r}, which "
+                              f"{card.title} has no input for.", hint="Fix the model card.")
+        if f.type in ("image", "file"):
+            path = card.card_file(value)
+            if path is None:
+                raise RunwayError(f"The example {template.title!r} names {value!r}, which is "
+                                  f"not a file of the card.", hint="Fix the model card.")
+            if f.type == "file":
+                setattr(s, props.prop_id("in", name), str(path))
+                continue
+            image = bpy.data.images.load(str(path), check_existing=True)
+            setattr(s, props.prop_id("in", name, "src"), "IMAGE")
+            setattr(s, props.prop_id("in", name, "image"), image)
+            continue
+        if f.type == "text":
+            setattr(s, props.prop_id("in", name, "src"), "TYPED")
+        props.set_value(mp, s, "in", f, value)
+    return list(template.inputs)
 
 
 def _items(values, label_any):
@@ -854,10 +1040,28 @@ class RUNWAY_PT_card(_CardPanel, bpy.types.Panel):
         if icons:
             columns = min(3, len(icons))
             grid = layout.grid_flow(columns=columns, even_columns=True)
-            for icon_id, caption in icons:
+            for icon_id, caption, rel in icons:
                 cell = grid.column(align=True)
                 cell.template_icon(icon_value=icon_id, scale=5.0)
+                op = cell.operator(RUNWAY_OT_gallery_view.bl_idname, text="Enlarge",
+                                   icon="FULLSCREEN_ENTER")
+                op.model, op.file = c.name, rel
                 _wrapped(cell, caption, context, columns=columns)  # whole, never cut
+        now = playing()
+        for caption, rel in gallery_sounds(c):
+            on = bool(now) and c.card_file(rel) is not None and str(c.card_file(rel)) == now
+            op = layout.operator(RUNWAY_OT_gallery_play.bl_idname,
+                                 text="Stop" if on else "Play Sample",
+                                 icon="PAUSE" if on else "PLAY")
+            op.model, op.file = c.name, rel
+            _wrapped(layout, caption, context)
+        if c.templates:
+            col = layout.column(align=True)
+            col.label(text="Templates (example inputs for the Run panel):")
+            for i, t in enumerate(c.templates):
+                op = col.operator(RUNWAY_OT_template_load.bl_idname, text=f"Use: {t.title}",
+                                  icon="IMPORT")
+                op.model, op.index = c.name, i
 
 
 class RUNWAY_PT_card_characteristics(_CardPanel, bpy.types.Panel):
@@ -995,6 +1199,9 @@ classes = (
     RUNWAY_OT_model_add,
     RUNWAY_OT_model_edit,
     RUNWAY_OT_model_remove,
+    RUNWAY_OT_gallery_view,
+    RUNWAY_OT_gallery_play,
+    RUNWAY_OT_template_load,
     *for_every_space(_panels),
 )
 
@@ -1011,6 +1218,8 @@ def register_properties():
 def unregister_properties():
     del bpy.types.WindowManager.runway_directory
     del bpy.types.Scene.runway_workspace
+    stop_sound()
+    _sound["device"] = None
     if _state["previews"] is not None:
         bpy.utils.previews.remove(_state["previews"])
     _state.update(catalog=None, previews=None, workspaces=None, recent=None)

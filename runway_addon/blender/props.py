@@ -279,6 +279,26 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
+def set_value(mp: ModelProps, s, role: str, f, value: Any) -> None:
+    """Set a plain-valued field's widget to ``value`` (value_of's inverse): a
+    category by its choice, a structure as JSON. RunwayError naming the field
+    when the value does not fit."""
+    import json
+    pid = prop_id(role, f.name)
+    try:
+        if pid in mp.choices:
+            if value not in mp.choices[pid]:
+                raise ValueError(f"not one of {mp.choices[pid]}")
+            setattr(s, pid, str(mp.choices[pid].index(value)))
+        elif isinstance(getattr(s, pid), str) and not isinstance(value, str):
+            setattr(s, pid, json.dumps(value))
+        else:
+            setattr(s, pid, value)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise RunwayError(f"{f.name}: {value!r} does not fit this input ({e})",
+                          hint="Fix the value.") from e
+
+
 def options_of(mp: ModelProps, s) -> dict:
     return {f.name: value_of(mp, s, "opt", f) for f in mp.spec.options if f.type != "secret"}
 

@@ -79,9 +79,11 @@ def test_the_selected_card_is_whole(blender, directory):
     assert card.name == "text-to-speech"
     assert not card.licence.commercial_use.allowed and card.attributions and card.files
     icons = mod.gallery_icons(card)
-    assert [caption for _, caption in icons] == [g.caption for g in card.gallery]
+    pictures = [g for g in card.gallery if not g.file.endswith(".wav")]
+    assert [caption for _, caption, _ in icons] == [g.caption for g in pictures]
+    assert [f for _, f in mod.gallery_sounds(card)] == ["gallery/speech.wav"]
     if not blender.app.background:  # previews get icon ids once Blender draws them
-        assert all(icon_id > 0 for icon_id, _ in icons)
+        assert all(icon_id > 0 for icon_id, _, _ in icons)
 
 
 def test_the_panels_live_in_every_editor_sidebar(blender, directory):
@@ -276,3 +278,86 @@ def test_in_this_workspace_or_every_model(blender, directory):
     finally:
         blender.context.scene.runway_workspace = ""
         store.delete(ws.id)
+
+
+class IconLayout(Layout):
+    """Also records template_icon calls (their scale)."""
+
+    def __getattr__(self, name):
+        if name == "template_icon":
+            return lambda **kw: self.log.append(("icon", "", (kw.get("scale"),)))
+        call = super().__getattr__(name)
+        return lambda *a, **kw: IconLayout(call(*a, **kw).log)
+
+
+def test_a_thumbnail_enlarges_and_opens_as_an_image(blender, directory):
+    mod, d = directory
+    card = mod.get_catalog().get("person-segmentation")
+    _, _, rel = mod.gallery_icons(card)[0]
+    mod.select_model(d, card.name)
+    ops = [a for kind, t, a in draw_all(blender, mod, d)["RUNWAY_PT_card"]
+           if kind == "operator" and t == "Enlarge"]
+    assert len(ops) == len(card.gallery)  # one per thumbnail
+
+    class Op:  # what the operator's draw() needs of itself
+        model, file, bl_idname = card.name, rel, mod.RUNWAY_OT_gallery_view.bl_idname
+        layout = IconLayout()
+
+        def _path(self):
+            return mod.RUNWAY_OT_gallery_view._path(self)
+    op = Op()
+    mod.RUNWAY_OT_gallery_view.draw(op, blender.context)
+    scales = [a[0] for kind, _, a in op.layout.log if kind == "icon"]
+    assert scales and scales[0] >= 20  # the popup's picture, large
+    assert blender.ops.runway.gallery_view(model=card.name, file=rel, editor=True) == {"FINISHED"}
+    image = next(i for i in blender.data.images if i.filepath.endswith("input.jpg"))
+    from PIL import Image
+    assert tuple(image.size) == Image.open(card.card_file(rel)).size
+    with pytest.raises(RuntimeError, match="No picture"):
+        blender.ops.runway.gallery_view(model=card.name, file="../pose/card.json", editor=True)
+
+
+def test_the_speech_sample_plays_and_a_second_click_stops_it(blender, directory):
+    import aud
+    mod, d = directory
+    try:
+        assert blender.ops.runway.gallery_play(model="text-to-speech",
+                                               file="gallery/speech.wav") == {"FINISHED"}
+        handle = mod._sound["handle"]
+        assert isinstance(handle, aud.Handle) and mod._sound["file"].endswith("speech.wav")
+        assert aud.Sound(mod._sound["file"]).length > 22050  # over a second at 22.05 kHz
+        assert blender.ops.runway.gallery_play(model="text-to-speech",
+                                               file="gallery/speech.wav") == {"FINISHED"}
+        if handle.status:  # a real output device was playing it: the second click stops
+            assert mod._sound["handle"] is None
+        with pytest.raises(RuntimeError, match="No sound"):
+            blender.ops.runway.gallery_play(model="text-to-speech", file="gallery/none.wav")
+    finally:
+        mod.stop_sound()
+
+
+def test_templates_load_into_the_run_panel(blender, directory):
+    mod, d = directory
+    props = importlib.import_module(ADDON_PKG + ".blender.props")
+    scene = blender.context.scene
+    mod.select_model(d, "person-segmentation")
+    uses = [t for kind, t, a in draw_all(blender, mod, d)["RUNWAY_PT_card"]
+            if kind == "operator" and a == ("runway.template_load",)]
+    assert uses == ["Use: The photograph of Grace Hopper"]
+    assert blender.ops.runway.template_load(model="person-segmentation", index=0) == {"FINISHED"}
+    s = props.settings(scene, "person-segmentation")
+    assert getattr(s, props.prop_id("in", "image", "src")) == "IMAGE"
+    image = getattr(s, props.prop_id("in", "image", "image"))
+    assert image is not None and image.filepath.endswith("input.jpg") and image.size[0] > 0
+    # A sentence into a text input, settings into a category and a number.
+    assert blender.ops.runway.template_load(model="text-to-speech", index=0) == {"FINISHED"}
+    s = props.settings(scene, "text-to-speech")
+    assert getattr(s, props.prop_id("in", "text", "src")) == "TYPED"
+    assert getattr(s, props.prop_id("in", "text")) == "Grace Hopper wrote the first compiler."
+    assert blender.ops.runway.template_load(model="style-transfer", index=0) == {"FINISHED"}
+    mp, s = props.model("style-transfer"), props.settings(scene, "style-transfer")
+    fields = {f.name: f for f in mp.command.inputs}
+    assert props.value_of(mp, s, "in", fields["style"]) == 19
+    assert props.value_of(mp, s, "in", fields["strength"]) == pytest.approx(0.5)
+    with pytest.raises(RuntimeError, match="no example 5"):
+        blender.ops.runway.template_load(model="style-transfer", index=4)
