@@ -209,3 +209,48 @@ def test_adding_a_broken_source_says_what_is_wrong(user_models_env, tmp_path):
         bpy.ops.runway.model_add(kind="FOLDER", folder=str(tmp_path))
     with pytest.raises(RuntimeError, match="http"):
         bpy.ops.runway.model_add(kind="URL", url="localhost:5000")
+
+
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_docker_image_you_add_runs_through_the_run_panel(user_models_env):
+    """A locally built image, added by name: its card from the image's schema label,
+    then a real run in Docker (the default Local process cannot run an image, so it
+    runs on Local CPU), recorded as recently used."""
+    from buildtools import images as build
+
+    bpy, directory = user_models_env
+    props = mod("blender.props")
+    tag = "runway-test/invert:latest"
+    build.build_model_image(ROOT / "tests" / "model_servers" / "docker" / "invert", tag)
+    prefs = bpy.context.preferences.addons[ADDON_PKG].preferences
+    assert prefs.default_runtime == "LOCAL_PROCESS"
+    assert bpy.ops.runway.model_add(kind="IMAGE", image=tag, title="Negative",
+                                    short_title="Negative") == {"FINISHED"}
+    d = bpy.context.window_manager.runway_directory
+    card = directory.selected_card(d)
+    assert card.name == "invert" and card.source.kind == "image" and card.source.value == tag
+    assert card.title == "Negative" and card.list_title == "Negative"
+
+    s = props.settings(bpy.context.scene, "invert")
+    assert s is not None, props.model("invert").error
+    img = np.zeros((4, 5, 4), np.uint8)
+    img[..., 0], img[..., 1], img[..., 3] = 200, 30, 255
+    image = bpy.data.images.new("to-invert", width=5, height=4, alpha=True)
+    image.pixels.foreach_set((img.astype(np.float32) / 255).reshape(-1))
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), image)
+    before = set(bpy.data.images.keys())
+    assert bpy.ops.runway.run(model="invert", accept_licence=True) == {"FINISHED"}
+    status = mod("blender.engine").get().status["invert"]
+    assert status.runs == 1 and status.error is None
+    made = [bpy.data.images[n] for n in set(bpy.data.images.keys()) - before]
+    result = next(i for i in made if "runway" in i)
+    assert json.loads(result["runway"])["runtime"] == "DOCKER_CPU"
+    px = np.empty(len(result.pixels), np.float32)
+    result.pixels.foreach_get(px)
+    rgb = px.reshape(4, 5, 4)[..., :3]
+    assert np.allclose(rgb[..., 0], 55 / 255, atol=0.02)  # 255 - 200
+    assert np.allclose(rgb[..., 1], 225 / 255, atol=0.02)  # 255 - 30
+    assert directory.recent_store().latest(1) == ["invert"]
