@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from buildtools import envs
-from tests.helpers import ADDON_PKG, ROOT
+from tests.helpers import (ADDON_PKG, DOCKER_TEST_IMAGES, DOCKER_TEST_MODELS, ROOT,
+                           docker_engine)
 from tests.servers import CogServerPool
 
 BLENDER_USER = tempfile.mkdtemp(prefix="runway-blender-user-")
@@ -69,3 +70,21 @@ def cog_servers(cog_venv):
     pool = CogServerPool(cog_venv)
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The Docker engine (it answered a ping), for the whole session."""
+    client = docker_engine(30)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_images(docker_client):
+    """The test images of tests/model_servers/docker, built once per session (reused
+    while their content hash matches): folder name -> what buildtools.images built."""
+    from buildtools import images as build
+
+    return {name: build.build_model_image(DOCKER_TEST_MODELS / name, tag)
+            for name, tag in DOCKER_TEST_IMAGES.items()}

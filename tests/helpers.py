@@ -58,6 +58,12 @@ def wait_until(predicate, timeout: float = 15.0, step: float = 0.1) -> bool:
     return predicate()
 
 
+DOCKER_TEST_MODELS = ROOT / "tests" / "model_servers" / "docker"
+# The images built from those folders (buildtools.images, offline), by folder name.
+DOCKER_TEST_IMAGES = {"invert": "runway-test/invert:latest",
+                      "memhog": "runway-test/memhog:latest"}
+
+
 def docker_engine(timeout: int = 60):
     """A Docker client that answered a ping. No engine is a failure, not a skip:
     CI starts dockerd, so a missing engine means a broken run."""

@@ -31,13 +31,12 @@ from runway_addon.core.errors import RunwayError
 from runway_addon.core.runtimes import docker as rt
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState, StartAborted
 from runway_addon.core.runtimes.docker import DockerSession
-from tests.helpers import ROOT, docker_engine, python_env, stop_process, wait_until
+from tests.helpers import DOCKER_TEST_IMAGES, ROOT, python_env, stop_process, wait_until
 
 pytestmark = pytest.mark.docker
 
-MODELS = ROOT / "tests" / "model_servers" / "docker"
-INVERT = "runway-test/invert:latest"
-MEMHOG = "runway-test/memhog:latest"
+INVERT = DOCKER_TEST_IMAGES["invert"]
+MEMHOG = DOCKER_TEST_IMAGES["memhog"]
 REMOTE_HOST = "tcp://127.0.0.1:23750"
 
 
@@ -46,19 +45,14 @@ REMOTE_HOST = "tcp://127.0.0.1:23750"
 
 
 @pytest.fixture(scope="session")
-def engine():
-    client = docker_engine(30)
-    yield client
-    client.close()
+def engine(docker_client):
+    return docker_client
 
 
 @pytest.fixture(scope="session")
-def images(engine):
-    """The two test images, built once per session (reused when up to date)."""
-    from buildtools import images as build
-
-    return {name: build.build_model_image(MODELS / name, tag)
-            for name, tag in (("invert", INVERT), ("memhog", MEMHOG))}
+def images(docker_images):
+    """The two test images (tests/conftest.py builds them once per session)."""
+    return docker_images
 
 
 @pytest.fixture

@@ -26,13 +26,13 @@ from runway_addon.core.jobs.placement import Placement, open_session
 from runway_addon.core.runtimes import docker as rt
 from runway_addon.core.runtimes.base import RuntimeFailed, SessionState
 from runway_addon.core.runtimes.remote import RemoteSession, ReplicateSession
-from tests.core.test_docker_runtime import INVERT, engine, images  # noqa: F401 (fixtures)
+from tests.helpers import DOCKER_TEST_IMAGES
 from tests.servers import REPLICATE_TOKEN as TOKEN
 from tests.servers.hostile import HostileServer, cog_routes, cog_schema
 from tests.servers.tcp_forward import UnixForward
 
 DOCKER_SOCKET = "/var/run/docker.sock"
-INVERT_REF = ModelRef("image", INVERT, "invert")
+INVERT_REF = ModelRef("image", DOCKER_TEST_IMAGES["invert"], "invert")
 
 
 # ---------------------------------------------------------------- remote Docker engines
@@ -71,7 +71,7 @@ def _published(engine, session) -> str:
 
 
 @pytest.fixture
-def remote_docker(engine):  # noqa: F811 (the imported fixture)
+def remote_docker(docker_client):
     """``make(address, **placement)``: a session from open_session on the local engine
     reached as tcp://address:port; every session is stopped and checked gone after."""
     made, forwards = [], []
@@ -88,7 +88,7 @@ def remote_docker(engine):  # noqa: F811 (the imported fixture)
     for s in made:
         s.stop()
         if s.session_id:
-            left = engine.containers.list(
+            left = docker_client.containers.list(
                 all=True, filters={"label": f"{rt.SESSION_LABEL}={s.session_id}"})
             for c in left:
                 c.remove(force=True)
@@ -104,39 +104,39 @@ def _refused(host: str, port: int) -> bool:
 
 @pytest.mark.docker
 @pytest.mark.slow  # may build the test image first
-def test_remote_engine_over_loopback_runs_with_data_uris(images, engine, remote_docker):
+def test_remote_engine_over_loopback_runs_with_data_uris(docker_images, docker_client, remote_docker):
     s = remote_docker("127.0.0.1")
     assert isinstance(s, rt.DockerSession) and s.remote
     s.start(timeout=120)
     assert s.shared_dir is None  # another machine's engine cannot see our disk
-    assert _published(engine, s) == "127.0.0.1"
+    assert _published(docker_client, s) == "127.0.0.1"
     assert s.url == f"http://127.0.0.1:{s.host_port}"
     _run_invert(s)
 
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_remote_engine_on_a_network_address_refuses_by_default(images, engine, remote_docker):
+def test_remote_engine_on_a_network_address_refuses_by_default(docker_images, docker_client, remote_docker):
     """The engine's own address is not loopback: publishing the model port on the
     host's loopback would be unreachable from here, and on every address would open
     it to the network. Neither happens unless the user says so: it fails first."""
-    s = remote_docker(_bridge_address(engine))
+    s = remote_docker(_bridge_address(docker_client))
     with pytest.raises(RuntimeFailed) as err:
         s.start(timeout=120)
-    assert "loopback" in err.value.message and _bridge_address(engine) in err.value.message
+    assert "loopback" in err.value.message and _bridge_address(docker_client) in err.value.message
     assert "address" in err.value.hint and "anyone" in err.value.hint
     assert s.state is SessionState.FAILED
-    assert not engine.containers.list(
+    assert not docker_client.containers.list(
         all=True, filters={"label": f"{rt.SESSION_LABEL}={s.session_id}"})
 
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_remote_engine_publishes_on_the_address_the_user_chose(images, engine, remote_docker):
-    address = _bridge_address(engine)
+def test_remote_engine_publishes_on_the_address_the_user_chose(docker_images, docker_client, remote_docker):
+    address = _bridge_address(docker_client)
     s = remote_docker(address, docker_publish_ip=address)
     s.start(timeout=120)
-    assert _published(engine, s) == address
+    assert _published(docker_client, s) == address
     assert s.url == f"http://{address}:{s.host_port}"
     assert _refused("127.0.0.1", s.host_port)  # that address only, not loopback too
     _run_invert(s)
@@ -144,18 +144,18 @@ def test_remote_engine_publishes_on_the_address_the_user_chose(images, engine, r
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_remote_engine_publishes_on_every_address_when_chosen(images, engine, remote_docker):
-    address = _bridge_address(engine)
+def test_remote_engine_publishes_on_every_address_when_chosen(docker_images, docker_client, remote_docker):
+    address = _bridge_address(docker_client)
     s = remote_docker(address, docker_publish_ip="0.0.0.0")
     s.start(timeout=120)
-    assert _published(engine, s) == "0.0.0.0"
+    assert _published(docker_client, s) == "0.0.0.0"
     assert s.url == f"http://{address}:{s.host_port}"  # reached at the engine's address
     _run_invert(s)
 
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_local_engine_stays_on_loopback_whatever_the_setting(images, engine):  # noqa: F811
+def test_local_engine_stays_on_loopback_whatever_the_setting(docker_images, docker_client):
     """A unix socket is this machine's engine: loopback always, the shared folder used."""
     s = open_session(INVERT_REF, Placement(runtime="DOCKER_CPU",
                                            docker_host=f"unix://{DOCKER_SOCKET}",
@@ -163,7 +163,7 @@ def test_local_engine_stays_on_loopback_whatever_the_setting(images, engine):  #
     try:
         s.start(timeout=120)
         assert not s.remote and s.shared_dir and Path(s.shared_dir).is_dir()
-        assert _published(engine, s) == "127.0.0.1"
+        assert _published(docker_client, s) == "127.0.0.1"
         _run_invert(s)
     finally:
         s.stop()
