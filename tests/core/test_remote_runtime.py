@@ -239,3 +239,15 @@ def test_replicate_session_bad_token_fails_with_a_hint(stand_in):
     assert wrong not in text
     with pytest.raises(RuntimeFailed, match="No Replicate API token"):
         ReplicateSession("test/invert", token=None, base_url=stand_in.url).start()
+
+
+def test_one_loopback_rule_for_every_runtime():
+    """Which hosts count as this computer: for offline access and plain-http tokens
+    (remote) and for where Docker publishes a model port; one rule for both."""
+    from runway_addon.core.runtimes import docker, remote
+    assert docker.is_loopback is remote.is_loopback
+    for host in ("localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"):
+        assert remote.is_loopback(host), host
+    for host in (None, "", "0.0.0.0", "::", "10.0.0.5", "127.example.com", "localhost.example"):
+        assert not remote.is_loopback(host), host
+    assert docker.publish_address("tcp://[::1]:2375") == ("127.0.0.1", "::1")

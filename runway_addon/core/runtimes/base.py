@@ -1,4 +1,6 @@
-"""One session lifecycle for every place a model runs."""
+"""One session lifecycle for every place a model runs: the guards, stop requests, the
+outcome of a failed or stopped start and the wait for readiness live here; a runtime
+(process, docker, remote) supplies only its steps."""
 from __future__ import annotations
 
 import threading
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Optional
 
-from ..errors import RunwayError
+from ..errors import Cancelled, RunwayError
 from ..spec import Protocol
 
 
@@ -40,11 +42,34 @@ class StartAborted(RuntimeFailed):
     """``stop()`` was called while ``start()`` ran: the session is STOPPED, not FAILED."""
 
 
+class _Stopped(Exception):
+    """stop() was asked for while start() ran (internal: start() turns it into StartAborted)."""
+
+
+_BUSY = (SessionState.PREPARING, SessionState.STARTING, SessionState.RUNNING,
+         SessionState.STOPPING)
+
+
 class ModelSession(ABC):
     """A model server started somewhere. Thread-safe: ``stop`` may be called from
-    any thread, in any state, any number of times, and frees everything."""
+    any thread, in any state, any number of times, and frees everything.
+
+    The lifecycle is this class's; a runtime supplies its steps:
+
+    - ``start()``: refused while busy; ``_start(timeout)`` runs the steps, reporting
+      each with ``_advance`` (which raises once stop() was asked for, so a late
+      progress step never overwrites STOPPING/STOPPED); ``_await_ready`` waits
+      through the protocol client. Any failure: ``_release()``, then FAILED with the error's
+      message and details as ``reason`` and a RuntimeFailed raised
+      (``_as_failure`` words errors that are not); after a stop() it is
+      StartAborted instead, and the session ends STOPPED.
+    - ``stop()``: STOPPING, ``_stop_steps`` (default ``_release``), waits for a
+      start() on another thread to finish its own clean-up, STOPPED. A FAILED
+      session keeps its state and reason; what it may still hold is freed.
+    """
 
     protocol: Protocol = Protocol.COG
+    stopped_message = "stopped"
 
     def __init__(self, name: str, on_event: Optional[Callable[[SessionEvent], None]] = None):
         self.name = name
@@ -55,6 +80,9 @@ class ModelSession(ABC):
         self._on_event = on_event
         self._lock = threading.RLock()
         self._stop_requested = threading.Event()
+        self._start_done = threading.Event()
+        self._start_done.set()
+        self._starter: Optional[int] = None  # the thread in start(), which stop() never waits on
 
     def _emit(self, state: SessionState, message: str = "", done=None, total=None) -> None:
         with self._lock:
@@ -64,14 +92,115 @@ class ModelSession(ABC):
         if self._on_event:
             self._on_event(SessionEvent(state, message, done, total, time.time()))
 
-    @abstractmethod
+    def _advance(self, state: SessionState, message: str = "", done=None, total=None) -> None:
+        """A progress step of start(): refused (``_Stopped``) once stop() was asked for."""
+        with self._lock:
+            if self._stop_requested.is_set():
+                raise _Stopped()
+            self.state = state
+        if self._on_event:
+            self._on_event(SessionEvent(state, message, done, total, time.time()))
+
+    def _check_stop(self) -> None:
+        if self._stop_requested.is_set():
+            raise _Stopped()
+
+    # ---- start
     def start(self, timeout: float = 600.0) -> None:
         """Prepare, start and wait until RUNNING; raise RuntimeFailed otherwise
-        (the session is then FAILED and holds nothing)."""
+        (the session is then FAILED and holds nothing), or StartAborted when
+        stop() was called meanwhile (STOPPED)."""
+        with self._lock:
+            if self.state in _BUSY:
+                raise RuntimeFailed(f"model {self.name!r} is already {self.state.value}",
+                                    hint="Stop it first.")
+            self._stop_requested.clear()
+            self._start_done.clear()
+            self._starter = threading.get_ident()
+            self.reason = ""
+            self._reset()
+        try:
+            self._start(timeout)
+        except BaseException as exc:
+            outcome = self._start_outcome(exc)
+            if outcome is exc:
+                raise
+            raise outcome from (None if isinstance(outcome, StartAborted) else exc)
+        finally:
+            self._start_done.set()
+
+    def _start_outcome(self, exc: BaseException) -> RuntimeFailed:
+        """What a failed start() raises, after freeing everything it made."""
+        aborted = self._stop_requested.is_set() or isinstance(exc, (_Stopped, StartAborted,
+                                                                     Cancelled))
+        failure = None if aborted else self._as_failure(exc)
+        self._release()
+        if aborted or self._stop_requested.is_set():
+            with self._lock:
+                reported = self.state is SessionState.STOPPED  # by a stop() on this thread
+            if not reported:  # STOPPED once start() returns, whichever thread stops
+                self._emit(SessionState.STOPPED, "stopped before it was ready")
+            return StartAborted(f"model {self.name!r} was stopped before it was ready",
+                                hint="Start it again when you want to run it.")
+        reason = failure.message + (f"\n{failure.details}" if failure.details else "")
+        self._emit(SessionState.FAILED, reason)
+        return failure
+
+    def _as_failure(self, exc: BaseException) -> RuntimeFailed:
+        """An error of a start step as the RuntimeFailed a caller gets."""
+        if isinstance(exc, RuntimeFailed):
+            return exc
+        if isinstance(exc, RunwayError):
+            return RuntimeFailed(f"model {self.name!r} could not start: {exc.message}",
+                                 hint=exc.hint, details=exc.details)
+        return RuntimeFailed(f"model {self.name!r} could not start: {exc}", details=self.logs())
+
+    def _reset(self) -> None:
+        """Clear what the last start() left (called under the lock)."""
 
     @abstractmethod
+    def _start(self, timeout: float) -> None:
+        """The runtime's start steps, ending with ``_advance(RUNNING, ...)``."""
+
+    def _await_ready(self, client, timeout: float):
+        """Wait through the protocol client until the server says READY (a stop()
+        ends the wait); the health it answered."""
+        try:
+            return client.wait_until_ready(timeout, cancel_event=self._stop_requested)
+        except Cancelled:
+            raise _Stopped() from None
+
+    # ---- stop
     def stop(self) -> None:
         """Free the port, the process or container, and GPU memory."""
+        with self._lock:
+            self._stop_requested.set()
+            starting = not self._start_done.is_set()
+            settled = not starting and self.state in (SessionState.STOPPED, SessionState.FAILED)
+            was_running = self.state is SessionState.RUNNING
+            if not settled:
+                self.state = SessionState.STOPPING
+        if settled:
+            self._release()  # a FAILED session keeps its state and reason
+            return
+        self._emit(SessionState.STOPPING, "stopping")
+        self._stop_steps(was_running)
+        # Let a start() on another thread finish its own clean-up (never wait
+        # on ourselves: stop() may be called from an event callback).
+        if starting and self._starter != threading.get_ident():
+            self._start_done.wait(30.0)
+        with self._lock:
+            reported = self.state is SessionState.STOPPED  # by the aborted start()
+        if not reported:
+            self._emit(SessionState.STOPPED, self.stopped_message)
+
+    def _stop_steps(self, was_running: bool) -> None:
+        """Free everything; ``was_running``: it was RUNNING (a graceful shutdown may go first)."""
+        self._release()
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Free everything the session holds. Idempotent, safe from any thread."""
 
     @abstractmethod
     def logs(self) -> str:

@@ -40,7 +40,9 @@ from urllib.parse import urlparse
 
 import requests
 
-from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, StartAborted
+from ..errors import Kind
+from ..protocols.replicate import is_loopback  # the one loopback rule, also remote.py's
+from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, _Stopped
 from .processes import owner_alive, process_start_time
 from .pywin32_paths import ensure_pywin32_paths
 
@@ -96,10 +98,6 @@ def _connect_host(docker_host: Optional[str]) -> str:
     return urlparse(docker_host).hostname or "127.0.0.1"
 
 
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 def publish_address(docker_host: Optional[str], publish_ip: Optional[str] = None
                     ) -> tuple[str, str]:
     """(the engine's address that publishes the model port, the host we reach it at).
@@ -113,8 +111,8 @@ def publish_address(docker_host: Optional[str], publish_ip: Optional[str] = None
     if not _is_remote(docker_host):
         return "127.0.0.1", host
     ip = (publish_ip or "").strip() or "127.0.0.1"
-    if _is_loopback(ip):
-        if not _is_loopback(host):
+    if is_loopback(ip):
+        if not is_loopback(host):
             raise RuntimeFailed(
                 f"The model's port would be published on the loopback address of {host} "
                 "only, which this computer cannot reach.",
@@ -266,12 +264,8 @@ def _size(n: int) -> str:
 
 def oom_message(mem_limit: Optional[int]) -> str:
     limit = f"limit {_size(mem_limit)}" if mem_limit else "no limit set"
-    return (f"the model ran out of memory ({limit}): raise 'Container memory' in the "
-            "add-on preferences (and Docker Desktop's own memory limit)")
-
-
-class _Stopped(Exception):
-    """stop() was called while start() was still under way."""
+    return (f"the model ran out of memory ({limit}): raise the container memory limit "
+            "(and Docker Desktop's own memory limit)")
 
 
 class DockerSession(ModelSession):
@@ -325,60 +319,38 @@ class DockerSession(ModelSession):
 
     # ------------------------------------------------------------------ start
 
-    def start(self, timeout: float = 600.0) -> None:
-        with self._lock:
-            if self.state in (SessionState.PREPARING, SessionState.STARTING,
-                              SessionState.RUNNING):
-                raise RuntimeFailed(f"model {self.name!r} is already {self.state.value}",
-                                    hint="Stop it first.")
-            self._stop_requested.clear()
-            self.reason = ""
-            self.oom_killed = False
-            self._died = None
-            self.session_id = uuid.uuid4().hex
+    # The lifecycle is ModelSession's; these are the steps.
+    def _reset(self) -> None:
+        self.oom_killed = False
+        self._died = None
+        self.session_id = uuid.uuid4().hex
+
+    def _start(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        try:
-            self._emit(SessionState.PREPARING, "connecting to Docker")
-            if self._client is None:
-                self._client = connect_engine(self.docker_host, tls=self.tls)
-            self._check_stop()
-            if self.gpu:
-                check_gpu_support(self._client, local=not self.remote)
-            self._ensure_image(deadline)
-            self._check_stop()
-            self._create_and_start()
-            self._emit(SessionState.STARTING, f"container {self.container_id[:12]} started")
-            self._wait_ready(deadline)
-            self._check_stop()
-            if self._died:  # died between the last health answer and now
-                raise RuntimeFailed(self._died, details=self._tail_logs())
-            self._emit(SessionState.RUNNING, f"ready at {self.url}")
-        except Exception as exc:
-            if not self._stop_requested.is_set():
-                self._fail_start(exc)
-            # stop() came first: whatever broke (e.g. the container it just removed),
-            # the outcome is a stopped session, not a failure.
-            self._release()
-            self._emit(SessionState.STOPPED, "stopped while starting")
-            raise StartAborted(f"model {self.name!r} was stopped before it was ready",
-                               hint="Start it again when you want to run it.") from None
+        self._advance(SessionState.PREPARING, "connecting to Docker")
+        if self._client is None:
+            self._client = connect_engine(self.docker_host, tls=self.tls)
+        self._check_stop()
+        if self.gpu:
+            check_gpu_support(self._client, local=not self.remote)
+        self._ensure_image(deadline)
+        self._check_stop()
+        self._create_and_start()
+        self._advance(SessionState.STARTING, f"container {self.container_id[:12]} started")
+        self._wait_ready(deadline)
+        self._check_stop()
+        if self._died:  # died between the last health answer and now
+            raise RuntimeFailed(self._died, details=self._tail_logs(),
+                                kind=Kind.CONTAINER_MEMORY if self.oom_killed else "")
+        self._advance(SessionState.RUNNING, f"ready at {self.url}")
 
-    def _fail_start(self, exc: Exception) -> None:
-        """Release everything, go FAILED and raise the error a person can act on."""
+    def _as_failure(self, exc: BaseException) -> RuntimeFailed:
+        """The error a person can act on; an engine error says whether the engine
+        is still there."""
         if isinstance(exc, RuntimeFailed):
-            failure = exc
-            failure.details = failure.details or self._tail_logs()
-        else:  # an engine error: say whether the engine is still there
-            failure = self._engine_failure(exc)
-        self._release()
-        self._emit(SessionState.FAILED, failure.message)
-        if failure is exc:
-            raise failure
-        raise failure from exc
-
-    def _check_stop(self) -> None:
-        if self._stop_requested.is_set():
-            raise _Stopped()
+            exc.details = exc.details or self._tail_logs()
+            return exc
+        return self._engine_failure(exc)
 
     def _engine_failure(self, exc: Exception) -> RuntimeFailed:
         if not self._engine_alive():
@@ -402,12 +374,13 @@ class DockerSession(ModelSession):
             return
         except docker.errors.ImageNotFound:
             pass
-        build_hint = (f"Build it offline with 'python3 build.py models --docker {self.name}', "
-                      "or check the image name, your network and registry login.")
+        build_hint = ("Build it offline from its model folder ('python3 build.py models docker "
+                      "FOLDER' in a checkout), or check the image name, your network and "
+                      "registry login.")
         if not self.pull:
             raise RuntimeFailed(f"The Docker image {self.image} is not on this machine.",
-                                hint=build_hint)
-        self._emit(SessionState.PREPARING, f"pulling {self.image}")
+                                hint=build_hint, kind=Kind.IMAGE_MISSING)
+        self._advance(SessionState.PREPARING, f"pulling {self.image}")
         try:
             self._pull(deadline)
         except RuntimeFailed:
@@ -419,7 +392,8 @@ class DockerSession(ModelSession):
                 raise
             raise RuntimeFailed(
                 f"The Docker image {self.image} is not on this machine and could not be "
-                f"pulled: {_short(exc)}", hint=build_hint, details=str(exc)) from exc
+                f"pulled: {_short(exc)}", hint=build_hint, details=str(exc),
+                kind=Kind.IMAGE_MISSING) from exc
 
     def _pull(self, deadline: float) -> None:
         """Pull with progress events; a helper thread reads the engine's stream so
@@ -458,8 +432,8 @@ class DockerSession(ModelSession):
             if emitted == (done, total, phase):
                 return
             last_emit, emitted = time.monotonic(), (done, total, phase)
-            self._emit(SessionState.PREPARING,
-                       f"pulling {self.image}: {phase} {len(layers)} layers", done, total)
+            self._advance(SessionState.PREPARING,
+                          f"pulling {self.image}: {phase} {len(layers)} layers", done, total)
 
         while True:
             self._check_stop()
@@ -530,7 +504,8 @@ class DockerSession(ModelSession):
             while True:
                 self._check_stop()
                 if self._died:
-                    raise RuntimeFailed(self._died, details=self._tail_logs())
+                    raise RuntimeFailed(self._died, details=self._tail_logs(),
+                                        kind=Kind.CONTAINER_MEMORY if self.oom_killed else "")
                 try:
                     body = http.get(self.url + "/health-check", timeout=2).json()
                 except (requests.RequestException, ValueError):
@@ -649,21 +624,6 @@ class DockerSession(ModelSession):
         return None
 
     # ------------------------------------------------------------------ stop, logs
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stop_requested.set()
-            busy = self._container is not None or self.state in (
-                SessionState.PREPARING, SessionState.STARTING, SessionState.RUNNING)
-            was_failed = self.state is SessionState.FAILED
-        if not busy:
-            return
-        if not was_failed:
-            self._emit(SessionState.STOPPING, "stopping")
-        self._release()
-        # A start() in flight ends itself (it sees the request) and reports STOPPED.
-        if not was_failed:
-            self._emit(SessionState.STOPPED, "stopped")
 
     def _release(self) -> None:
         """Remove the container and the shared folder; idempotent, any thread."""

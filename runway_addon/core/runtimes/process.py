@@ -35,7 +35,7 @@ from typing import Iterator, Optional, Union
 import requests
 
 from ..spec import Protocol
-from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, StartAborted
+from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, _Stopped
 from .cog_yaml import read_cog_yaml
 from .interpreters import find_python  # noqa: F401
 from .model_envs import ENV_STAMP, ModelEnvironment  # noqa: F401
@@ -113,10 +113,6 @@ def _readable(log: str) -> str:
 
 # --------------------------------------------------------------------------- sessions
 
-class _Stopped(Exception):
-    """stop() was called while start() was running."""
-
-
 class _PortTaken(Exception):
     """The server could not bind its port: someone took it after we checked."""
 
@@ -159,72 +155,31 @@ class ProcessSession(ModelSession):
         self._log = None
         self._final_logs = ""
         self._release_lock = threading.Lock()
-        self._start_done = threading.Event()
-        self._start_done.set()
-        self._starter: Optional[int] = None
         self._monitor: Optional[threading.Thread] = None
 
-    # ---- state changes
-    def _advance(self, state: SessionState, message: str = "", done=None, total=None) -> None:
-        """A progress step of start(): refused once stop() has been asked for,
-        so stop's STOPPING/STOPPED is never overwritten by a late STARTING."""
-        with self._lock:
-            if self._stop_requested.is_set():
-                raise _Stopped()
-            self.state = state
-        if self._on_event:
-            self._on_event(SessionEvent(state, message, done, total, time.time()))
+    # ---- start (the lifecycle is ModelSession's; these are the steps)
+    def _reset(self) -> None:
+        self._final_logs = ""
+        self.environment._abort.clear()
 
-    # ---- start
-    def start(self, timeout: float = 600.0) -> None:
+    def _start(self, timeout: float) -> None:
         """Prepare the environment, start the server and wait until READY.
 
         ``timeout`` bounds the server start and the model's setup; the install
-        is bounded by ``install_timeout``. Raises RuntimeFailed (FAILED,
-        nothing held) or StartAborted (stop() was called; STOPPED).
+        is bounded by ``install_timeout``.
         """
         with self._lock:
-            if self.state in (SessionState.PREPARING, SessionState.STARTING,
-                              SessionState.RUNNING, SessionState.STOPPING):
-                raise RuntimeFailed(f"model {self.name!r} is already {self.state.value}",
-                                    hint="Stop it first.")
-            self._stop_requested.clear()
-            self._start_done.clear()
-            self._starter = threading.get_ident()
-            self.reason = ""
-            self._final_logs = ""
-            self.environment._abort.clear()
-        try:
-            with self._lock:
-                self._make_session_dir()
-            self._advance(SessionState.PREPARING, "preparing the model's environment")
-            self.environment.ensure(
-                lambda msg, d, t: self._advance(SessionState.PREPARING, msg, d, t), self._log,
-                timeout=self.install_timeout)
-            self._advance(SessionState.STARTING, "starting the model server")
-            self._launch(time.monotonic() + timeout)
-            self._advance(SessionState.RUNNING, f"ready at {self.url}")
-            self._monitor = threading.Thread(target=self._watch, name=f"runway-watch-{self.name}",
-                                             daemon=True)
-            self._monitor.start()
-        except (_Stopped, StartAborted):
-            self._release()
-            raise StartAborted(f"model {self.name!r} was stopped before it was ready")
-        except BaseException as e:
-            failure = e if isinstance(e, RuntimeFailed) else RuntimeFailed(
-                f"model {self.name!r} could not start: {e}", details=self.logs())
-            self._release()
-            if self._stop_requested.is_set():
-                raise StartAborted(f"model {self.name!r} was stopped before it was ready")
-            reason = failure.message
-            if failure.details:
-                reason += "\n" + failure.details
-            self._emit(SessionState.FAILED, reason)
-            if failure is e:
-                raise
-            raise failure from e
-        finally:
-            self._start_done.set()
+            self._make_session_dir()
+        self._advance(SessionState.PREPARING, "preparing the model's environment")
+        self.environment.ensure(
+            lambda msg, d, t: self._advance(SessionState.PREPARING, msg, d, t), self._log,
+            timeout=self.install_timeout)
+        self._advance(SessionState.STARTING, "starting the model server")
+        self._launch(time.monotonic() + timeout)
+        self._advance(SessionState.RUNNING, f"ready at {self.url}")
+        self._monitor = threading.Thread(target=self._watch, name=f"runway-watch-{self.name}",
+                                         daemon=True)
+        self._monitor.start()
 
     def _make_session_dir(self) -> None:
         sid = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', self.name)[:40]}-{secrets.token_hex(4)}"
@@ -375,25 +330,11 @@ class ProcessSession(ModelSession):
             return
 
     # ---- stop
-    def stop(self) -> None:
-        with self._lock:
-            self._stop_requested.set()
-            busy = not self._start_done.is_set()
-            if self.state in (SessionState.STOPPED, SessionState.FAILED) and not busy \
-                    and self._proc is None and self.session_dir is None:
-                return  # nothing held; a FAILED session keeps its state and reason
-            was_running = self.state is SessionState.RUNNING
-            self.state = SessionState.STOPPING
-        self._emit(SessionState.STOPPING, "stopping")
+    def _stop_steps(self, was_running: bool) -> None:
         self.environment.abort()  # a pip install in progress dies now
         if was_running:
             self._request_shutdown()
         self._release()
-        # Let a start() on another thread finish its own clean-up (never wait
-        # on ourselves: stop() may be called from an event callback).
-        if busy and self._starter != threading.get_ident():
-            self._start_done.wait(30.0)
-        self._emit(SessionState.STOPPED, "stopped")
 
     def _request_shutdown(self) -> None:
         """Ask Cog to exit on its own (the model can free what it holds)."""

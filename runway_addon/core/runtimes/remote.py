@@ -21,12 +21,12 @@ import time
 from typing import Optional, Union
 from urllib.parse import urlsplit
 
-from ..errors import AuthError, Cancelled, Kind, RunwayError
+from ..errors import AuthError, Kind, RunwayError
 from ..protocols.base import ModelClient
 from ..protocols.replicate import (DEFAULT_BASE_URL, TOKEN_HINT, PredictionTracker, Usage,
                                    is_loopback, parse_model_ref)
 from ..spec import ModelSpec, Protocol
-from .base import ModelSession, RuntimeFailed, SessionState, StartAborted
+from .base import ModelSession, RuntimeFailed, SessionState
 
 __all__ = ["RemoteSession", "ReplicateSession", "check_online_access", "OFFLINE_MESSAGE"]
 
@@ -46,9 +46,9 @@ def check_online_access(url: str, online_access: bool,
 
 
 class _RemoteBase(ModelSession):
-    """What both remote sessions share: the online-access gate, a start that
-    can be aborted by stop(), and a short log of what the session did (a
-    remote server's own logs cannot be read from here)."""
+    """What both remote sessions share: the online-access gate, how a failure is
+    worded, and a short log of what the session did (a remote server's own logs
+    cannot be read from here). The lifecycle is ModelSession's."""
 
     def __init__(self, name: str, *, on_event=None, online_access: bool = True,
                  allow_loopback_offline: bool = False):
@@ -58,40 +58,28 @@ class _RemoteBase(ModelSession):
         self.model_spec: Optional[ModelSpec] = None
         self._log: list[str] = []
 
-    def _note(self, state: SessionState, message: str) -> None:
+    def _emit(self, state: SessionState, message: str = "", done=None, total=None) -> None:
         self._log.append(f"{time.strftime('%H:%M:%S')} {message}")
-        self._emit(state, message)
+        super()._emit(state, message, done, total)
+
+    def _advance(self, state: SessionState, message: str = "", done=None, total=None) -> None:
+        super()._advance(state, message, done, total)
+        self._log.append(f"{time.strftime('%H:%M:%S')} {message}")
 
     def logs(self) -> str:
         return "\n".join(self._log)
 
-    def _begin(self, address: str) -> None:
-        with self._lock:
-            if self.state in (SessionState.STARTING, SessionState.RUNNING,
-                              SessionState.STOPPING):
-                raise RuntimeFailed(f"model {self.name!r} is already {self.state.value}",
-                                    hint="Stop it first.")
-            self._stop_requested.clear()
-            self.reason = ""
-        try:
-            check_online_access(address, self.online_access, self.allow_loopback_offline)
-        except RuntimeFailed as e:
-            self._note(SessionState.FAILED, e.message)
-            raise
+    def _check_online_access(self, address: str) -> None:
+        check_online_access(address, self.online_access, self.allow_loopback_offline)
 
-    def _fail(self, exc: BaseException, what: str) -> RuntimeFailed:
-        """The session FAILED (or STOPPED when stop() interrupted the start)."""
-        if self._stop_requested.is_set() or isinstance(exc, (Cancelled, StartAborted)):
-            self._note(SessionState.STOPPED, "stopped before it was ready")
-            return StartAborted(f"model {self.name!r} was stopped before it was ready")
+
+    def _as_failure(self, exc: BaseException) -> RuntimeFailed:
         if isinstance(exc, RuntimeFailed):
-            failure = exc
-        elif isinstance(exc, RunwayError):
-            failure = RuntimeFailed(f"{what}: {exc.message}", hint=exc.hint, details=exc.details)
-        else:
-            failure = RuntimeFailed(f"{what}: {exc}")
-        self._note(SessionState.FAILED, failure.message)
-        return failure
+            return exc
+        if isinstance(exc, RunwayError):
+            return RuntimeFailed(f"{self.failure_what}: {exc.message}", hint=exc.hint,
+                                 details=exc.details)
+        return RuntimeFailed(f"{self.failure_what}: {exc}")
 
 
 class RemoteSession(_RemoteBase):
@@ -132,44 +120,43 @@ class RemoteSession(_RemoteBase):
                 "Refusing to send the access token over plain http to "
                 f"{parts.hostname}.", hint="Use the server's https address.")
 
-    def start(self, timeout: float = 600.0) -> None:
+    stopped_message = "disconnected (the remote server keeps running)"
+
+    @property
+    def failure_what(self) -> str:
+        return f"The model server at {self.address} cannot be used"
+
+    def _start(self, timeout: float) -> None:
         """Wait (up to ``timeout`` s) until the server answers READY."""
-        self._begin(self.address)
         from ..client import connect
         from ..protocols.detect import detect_protocol
 
+        self._check_online_access(self.address)
         client: Optional[ModelClient] = None
         try:
             self._check_address()
-            self._note(SessionState.STARTING, f"connecting to {self.address}")
+            self._advance(SessionState.STARTING, f"connecting to {self.address}")
             protocol = self._given_protocol or detect_protocol(
                 self.address, token=self._token, timeout=min(timeout, 10.0))
             self.protocol = protocol
             client = connect(self.address, protocol=protocol, token=self._token,
                              timeout=self.request_timeout)
-            self._note(SessionState.STARTING, f"{protocol.value} server; waiting until ready")
-            client.wait_until_ready(timeout, cancel_event=self._stop_requested)
+            self._advance(SessionState.STARTING, f"{protocol.value} server; waiting until ready")
+            self._await_ready(client, timeout)
             self.model_spec = client.spec()
             with self._lock:
-                if self._stop_requested.is_set():
-                    raise StartAborted(f"model {self.name!r} was stopped before it was ready")
+                self._check_stop()
                 self.url = client.url
-            self._note(SessionState.RUNNING, f"ready at {self.address}")
-        except BaseException as e:
-            raise self._fail(e, f"The model server at {self.address} cannot be used") from e
+            self._advance(SessionState.RUNNING, f"ready at {self.address}")
         finally:
             if client is not None:
                 client.close()
 
-    def stop(self) -> None:
+    def _release(self) -> None:
         """Forget the server. It keeps running: we did not start it, and it may
         serve others. Runs in progress are stopped by their own cancel events."""
         with self._lock:
-            self._stop_requested.set()
-            if self.state in (SessionState.STOPPED, SessionState.FAILED) and self.url is None:
-                return
             self.url = None
-        self._note(SessionState.STOPPED, "disconnected (the remote server keeps running)")
 
     def client(self, **kw) -> ModelClient:
         from ..client import connect
@@ -226,15 +213,19 @@ class ReplicateSession(_RemoteBase):
         return connect(str(self.ref), protocol=Protocol.REPLICATE, token=self._token,
                        base_url=self.base_url, tracker=tracker, **options)
 
-    def start(self, timeout: float = 600.0) -> None:
+    @property
+    def failure_what(self) -> str:
+        return f"The Replicate model {self.ref} cannot be used"
+
+    def _start(self, timeout: float) -> None:
         """Check the token and load the model's spec; no hardware starts here."""
-        self._begin(self.base_url)
+        self._check_online_access(self.base_url)
         client: Optional[ModelClient] = None
         try:
             if not self._token:
                 raise AuthError("No Replicate API token is set.", hint=TOKEN_HINT,
                                 kind=Kind.TOKEN_MISSING)
-            self._note(SessionState.STARTING, f"checking {self.ref} on Replicate")
+            self._advance(SessionState.STARTING, f"checking {self.ref} on Replicate")
             with self._lock:
                 old, self._tracker = self._tracker, PredictionTracker()
                 self._usage_before = Usage(self._usage_before.runs + old.usage.runs,
@@ -244,39 +235,32 @@ class ReplicateSession(_RemoteBase):
             self.model_spec = client.spec()
             self.model_info = client.model_info()
             with self._lock:
-                if self._stop_requested.is_set():
-                    raise StartAborted(f"model {self.name!r} was stopped before it was ready")
+                self._check_stop()
                 self.url = self.base_url
-            self._note(SessionState.RUNNING, f"{self.ref} is ready on Replicate")
-        except BaseException as e:
-            raise self._fail(e, f"The Replicate model {self.ref} cannot be used") from e
+            self._advance(SessionState.RUNNING, f"{self.ref} is ready on Replicate")
         finally:
             if client is not None:
                 client.close()
 
-    def stop(self) -> None:
-        """Cancel the predictions this session's runs left running; forget the model."""
+    def _release(self) -> None:
+        """Cancel the predictions this session's runs left running (Replicate keeps
+        billing a prediction nobody waits for); forget the model."""
         with self._lock:
-            self._stop_requested.set()
             running = self._tracker.close()
-            if self.state in (SessionState.STOPPED, SessionState.FAILED) and not running \
-                    and self.url is None:
-                return
             self.url = None
-        self._note(SessionState.STOPPING, "stopping")
-        if running:
-            # Cancel from a fresh client: the runs' own clients are busy waiting.
-            client = self._connect(PredictionTracker())
-            try:
-                for pid in running:
-                    try:
-                        client.cancel(pid)
-                        self._log.append(f"cancelled prediction {pid}")
-                    except RunwayError as e:
-                        self._log.append(f"could not cancel prediction {pid}: {e.message}")
-            finally:
-                client.close()
-        self._note(SessionState.STOPPED, "stopped")
+        if not running:
+            return
+        # Cancel from a fresh client: the runs' own clients are busy waiting.
+        client = self._connect(PredictionTracker())
+        try:
+            for pid in running:
+                try:
+                    client.cancel(pid)
+                    self._log.append(f"cancelled prediction {pid}")
+                except RunwayError as e:
+                    self._log.append(f"could not cancel prediction {pid}: {e.message}")
+        finally:
+            client.close()
 
     def client(self, **kw) -> ModelClient:
         if self.state is not SessionState.RUNNING:
