@@ -59,10 +59,12 @@ class ModelSession(ABC):
     - ``start()``: refused while busy; ``_start(timeout)`` runs the steps, reporting
       each with ``_advance`` (which raises once stop() was asked for, so a late
       progress step never overwrites STOPPING/STOPPED); ``_await_ready`` waits
-      through the protocol client. Any failure: ``_release()``, then FAILED with the error's
-      message and details as ``reason`` and a RuntimeFailed raised
-      (``_as_failure`` words errors that are not); after a stop() it is
-      StartAborted instead, and the session ends STOPPED.
+      through the protocol client (remote sessions; the local runtimes poll their
+      own server's health while watching its process or container die). Any
+      failure: ``_release()``, then FAILED with the error's message and details
+      as ``reason`` and a RuntimeFailed raised (``_as_failure`` words errors that
+      are not); after a stop() it is StartAborted instead, and the session ends
+      STOPPED.
     - ``stop()``: STOPPING, ``_stop_steps`` (default ``_release``), waits for a
       start() on another thread to finish its own clean-up, STOPPED. A FAILED
       session keeps its state and reason; what it may still hold is freed.
