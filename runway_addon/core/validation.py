@@ -34,9 +34,10 @@ class _Missing:
 
 MISSING = _Missing()  # "no default": the key is left out of the request
 
-# With no value and no default, a Runway server fails on these (500), so they are required.
+# With no value and no default, a Runway server fails on these (500), so they are required
+# ("any" too: the real SDK answers 500 "Missing field" to it, and to a type it does not know).
 _RUNWAY_NEEDS_VALUE = {"image", "segmentation", "file", "image_point", "image_bounding_box",
-                       "image_landmarks"}
+                       "image_landmarks", "any"}
 _STEP_TOLERANCE = 1e-6  # in units of the step: float steps like 0.1 are never exact
 
 

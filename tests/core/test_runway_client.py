@@ -1,8 +1,12 @@
-"""The Runway Model SDK clients against a real server process over real HTTP.
+"""The Runway Model SDK clients against real server processes over real HTTP.
 
-The server (tests/servers/runway_sdk_server.py) follows
-shared/protocols/runway-model-sdk.md, quirks included; its request log lets
-tests assert what actually reached it.
+Every case a real SDK server can show runs twice (``backend``): against the real
+Runway Model SDK (runway-python 0.6.1, tests/servers/runway_sdk_real: every_type.py
+is the stand-in's model written for the SDK) and against the stand-in
+(tests/servers/runway_sdk_server.py, which follows docs/protocols/runway-model-sdk.md,
+quirks included). Both keep the same request log, so tests assert what actually
+reached the server. Only the stand-in serves hosted-model endpoints (/v1: tokens,
+waking, 429/502 retries, Retry-After); injected faults are test_faults.py's.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from PIL import Image
 from runway_addon.core.errors import (AuthError, Cancelled, ConnectionFailed, ServerError,
                                       SpecValidationError)
 from runway_addon.core.protocols.base import HealthState
+from runway_addon.core.protocols.detect import detect_protocol
 from runway_addon.core.protocols.runway import (HostedRunwayClient, RunwayClient,
                                                 field_from_runway, spec_from_meta)
 from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, CategoryField, Command,
@@ -35,6 +40,7 @@ from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, Category
                                     SegmentationField, TextField, VectorField)
 
 from tests.servers import RUNWAY_SDK_SERVER as SERVER, RunwayTestServer
+from tests.servers.runway_sdk_real import EVERY_TYPE, HERE as SDK_MODELS, RealSdkServer, sdk_python
 
 ALL_TYPES = {"image", "text", "number", "boolean", "category", "vector", "array", "file",
              "segmentation", "image_point", "image_bounding_box", "image_landmarks", "any"}
@@ -47,24 +53,38 @@ def weights_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("weights"))
 
 
+BACKENDS = ["sdk", "stand-in"]
+
+
+def start_server(backend, workdir, options, env=None):
+    """A real SDK server or the stand-in, not yet waited for."""
+    if backend == "sdk":
+        return RealSdkServer(workdir, options=options, env=env)
+    return RunwayTestServer(workdir, options=options, env=env)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, weights_dir):
+def server(backend, tmp_path_factory, weights_dir):
     """One shared server for tests that do not change its setup."""
-    srv = RunwayTestServer(tmp_path_factory.mktemp("server"),
-                           options={"weights_dir": weights_dir}).wait_ready()
+    srv = start_server(backend, tmp_path_factory.mktemp("server"),
+                       {"weights_dir": weights_dir}).wait_ready()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def own_server(tmp_path, weights_dir):
-    """A fresh server per test: ``own_server(options=..., args=..., ready=...)``."""
+def own_server(backend, tmp_path, weights_dir):
+    """A fresh server per test: ``own_server(options=..., env=..., ready=...)``."""
     started = []
 
-    def start(options=None, args=(), env=None, ready=True):
+    def start(options=None, env=None, ready=True):
         opts = {"weights_dir": weights_dir, **(options or {})}
-        srv = RunwayTestServer(tmp_path / f"server{len(started)}", options=opts, args=args,
-                               env=env)
+        srv = start_server(backend, tmp_path / f"server{len(started)}", opts, env)
         started.append(srv)
         return srv.wait_ready() if ready else srv
 
@@ -102,15 +122,21 @@ def all_inputs(tmp_path):
 
 # --------------------------------------------------------------------------- spec mapping
 
-def server_meta() -> dict:
-    """What the server's RW_META=1 prints: its real field descriptions."""
-    out = subprocess.run([sys.executable, str(SERVER)], env=dict(os.environ, RW_META="1"),
-                         capture_output=True, text=True, timeout=30, check=True)
+def server_meta(backend) -> dict:
+    """What the server prints with RW_META=1: its real field descriptions."""
+    env = dict(os.environ, RW_META="1")
+    if backend == "sdk":
+        env.pop("PYTHONPATH", None)
+        cmd = [str(sdk_python()), str(SDK_MODELS / "launch.py"), str(EVERY_TYPE)]
+    else:
+        cmd = [sys.executable, str(SERVER)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)
 
 
-def test_field_from_runway_maps_all_13_types():
-    echo = next(c for c in server_meta()["commands"] if c["name"] == "echo_all")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_field_from_runway_maps_all_13_types(backend):
+    echo = next(c for c in server_meta(backend)["commands"] if c["name"] == "echo_all")
     assert {d["type"] for d in echo["inputs"]} == ALL_TYPES
     fields = {d["name"]: field_from_runway(d) for d in echo["inputs"]}
 
@@ -129,7 +155,8 @@ def test_field_from_runway_maps_all_13_types():
     assert cat.default == "green"
     vec = fields["z"]
     assert isinstance(vec, VectorField) and vec.length == 4 and vec.sampling_mean == 0.5
-    assert vec.sampling_std == 0.1 and vec.default == [0.5] * 4
+    # The SDK states no default (null); a run left without one sends the sampling mean.
+    assert vec.sampling_std == 0.1 and vec.default is None
     arr = fields["words"]
     assert isinstance(arr, ArrayField) and isinstance(arr.item, TextField)
     assert (arr.min_length, arr.max_length, arr.item.name) == (1, 3, "text_array_item")
@@ -183,6 +210,7 @@ def test_field_from_runway_never_raises(d):
 
 
 def test_spec_from_meta_over_http(client):
+    assert detect_protocol(client.url) is Protocol.RUNWAY
     spec = client.spec()
     assert spec.protocol == Protocol.RUNWAY and spec.version == "0.6.1" and spec.gpu is False
     assert [c.name for c in spec.commands] == ["echo_all", "invert", "fail", "slow", "progress",
@@ -230,13 +258,15 @@ def test_health_starting_while_post_setup_runs(own_server, weights_dir):
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("options", [{"fail_setup": True}, {"weights_dir": None}])
-def test_failed_first_setup_exits_with_1(tmp_path, options, weights_dir):
-    opts = {"weights_dir": weights_dir, **options}
-    opts = {k: v for k, v in opts.items() if v is not None}
-    srv = RunwayTestServer(tmp_path, options=opts)
-    assert srv.proc.wait(15) == 1
-    assert "Setup failed" in srv.stderr()
+@pytest.mark.parametrize("options, said", [
+    ({"fail_setup": True}, "Error during setup: RuntimeError('setup was asked to fail')"),
+    ({"weights_dir": "/nonexistent/weights"},
+     "Invalid argument: weights_dir. file path provided does not exist"),
+])
+def test_failed_first_setup_exits_with_1(backend, tmp_path, options, said, weights_dir):
+    srv = start_server(backend, tmp_path, {"weights_dir": weights_dir, **options})
+    assert srv.proc.wait(30) == 1
+    assert said in srv.stderr()
     srv.stop()
     # The port never opened.
     assert RunwayClient(srv.url, health_timeout=0.5).health().state == HealthState.STARTING
@@ -269,10 +299,6 @@ def test_setup_errors(own_server, weights_dir):
     with pytest.raises(SpecValidationError) as err:  # a file option without value
         client.setup({})
     assert err.value.issues[0].field == "weights_dir" and len(srv.requests()) == before
-    # The server would answer 400 Missing option (left-out keys take defaults, and this
-    # one has none).
-    raw = requests.post(srv.url + "/setup", json={}, timeout=5)
-    assert raw.status_code == 400 and raw.json()["error"] == "Missing option: weights_dir."
     with pytest.raises(ServerError) as err:  # a 400 from the server names the option
         client.setup({"weights_dir": os.path.join(weights_dir, "nowhere")})
     assert err.value.status == 400 and err.value.field == "weights_dir"
@@ -285,6 +311,11 @@ def test_setup_errors(own_server, weights_dir):
     assert client.run({}, "setup_info").outputs["options"]["greeting"] == "first"
     with pytest.raises(SpecValidationError):  # client-side: wrong type, nothing sent
         client.setup({"weights_dir": weights_dir, "quality": "ultra"})
+    # Why the client refuses a file option left out: the server itself takes it, and the
+    # model's setup gets None (the SDK's file default).
+    raw = requests.post(srv.url + "/setup", json={}, timeout=5)
+    assert raw.status_code == 200 and raw.json() == {"success": True}
+    assert client.run({}, "setup_info").outputs["options"]["weights_dir"] is None
 
 
 # --------------------------------------------------------------------------- runs
@@ -309,6 +340,9 @@ def test_run_every_type_round_trip(client, server, tmp_path):
     last = server.requests()[-1]
     assert last["path"] == "/echo_all" and last["status"] == 200
     assert last["request_headers"]["x-runway-output-format"] == "image=PNG; rgba=PNG"
+    with pytest.raises(SpecValidationError, match="rgba"):  # JPEG has no alpha: not sent
+        client.run(inputs, "echo_all", output_format="JPEG")
+    assert server.requests()[-1] == last
 
 
 @pytest.mark.network
@@ -316,12 +350,16 @@ def test_run_fills_defaults_client_side(client, server, tmp_path):
     # The rest have SDK defaults (count: its min; z: its sampling mean; ...).
     inputs = {k: all_inputs(tmp_path)[k]
               for k in ("image", "path", "folder", "mask", "words", "point", "box", "pose")}
-    out = client.run(inputs, "echo_all").outputs
+    client.spec()
+    before = len(server.requests())
+    with pytest.raises(SpecValidationError) as err:  # "any" has no default: the real SDK
+        client.run(inputs, "echo_all")               # answers 500 "Missing field" to it
+    assert [i.field for i in err.value.issues] == ["extra"] and len(server.requests()) == before
+    out = client.run({**inputs, "extra": [1]}, "echo_all").outputs
     assert out["text"] == "hi" and out["count"] == 2 and out["choice"] == "green"
-    assert out["z"] == [0.5] * 4
-    # Every input went on the wire, defaults included, except "any" (it has no default).
-    sent = server.requests()[-1]["body_keys"]
-    assert len(sent) == 14 and "extra" not in sent and out["extra"] is None
+    assert out["z"] == [0.5] * 4  # the SDK states no default: its sampling mean
+    # Every input went on the wire, defaults included.
+    assert len(server.requests()[-1]["body_keys"]) == 15 and out["extra"] == [1]
 
 
 @pytest.mark.network
@@ -476,7 +514,7 @@ def test_non_json_body_gives_400(server):
 
 
 @pytest.mark.network
-def test_refused_connection(server):
+def test_refused_connection():
     import socket
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -164,9 +164,11 @@ def test_runway_inputs_are_completed_and_normalised():
               ImageField(name="im"), AnyField(name="any")]
     img = np.zeros((2, 2, 3), np.uint8)
     out = validate_inputs(fields, {"p": (0.5, np.float32(0.25)), "v": np.ones(2), "im": img,
-                                   "n": None})
+                                   "n": None, "any": {"k": 1}})
     assert out["n"] == 0.0 and out["c"] == "a" and out["p"] == [0.5, 0.25]
-    assert out["v"] == [1.0, 1.0] and out["im"] is img and "any" not in out
+    assert out["v"] == [1.0, 1.0] and out["im"] is img and out["any"] == {"k": 1}
+    with pytest.raises(SpecValidationError, match="any"):  # the SDK fails on it left out
+        validate_inputs(fields, {"p": [0.5, 0.5], "im": img})
     with pytest.raises(SpecValidationError):
         validate_inputs([ArrayField(name="a", item=TextField(name="t"), min_length=2)], {},
                         protocol="runway")

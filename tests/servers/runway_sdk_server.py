@@ -150,10 +150,8 @@ class Number(DataType):
 
     def __init__(self, description=None, default=None, min=None, max=None, step=None):
         super().__init__(description)
-        # No default: min, else max, else 0 (as the SDK does).
-        if default is None:
-            default = min if min is not None else max if max is not None else 0
-        self._default, self.min, self.max, self.step = default, min, max, step
+        # As the SDK: `default or min or max or 0`, so a default of 0 becomes min or max.
+        self._default, self.min, self.max, self.step = default or min or max or 0, min, max, step
 
     @property
     def default(self):
@@ -215,11 +213,11 @@ class Vector(DataType):
                  sampling_std=1.0):
         super().__init__(description)
         self.length, self.sampling_mean, self.sampling_std = length, sampling_mean, sampling_std
-        self._default = default if default is not None else [sampling_mean] * length
+        self._default = default  # the SDK states none (null) when none is given
 
     @property
     def default(self):
-        return list(self._default)
+        return None if self._default is None else list(self._default)
 
     def to_dict(self):
         return dict(super().to_dict(), length=self.length, samplingMean=self.sampling_mean,
@@ -257,6 +255,10 @@ class File(DataType):
     def __init__(self, description=None, is_directory=False, extension=None):
         super().__init__(description)
         self.is_directory, self.extension = is_directory, extension
+
+    @property
+    def default(self):  # the SDK's file default is None: left out, the model gets None
+        return None
 
     def to_dict(self):
         d = super().to_dict()
@@ -836,7 +838,7 @@ def build_model() -> Model:
                        "The options the last successful setup received."),
     }
     options = {
-        "setup_seconds": Number(default=0, min=0, max=60,
+        "setup_seconds": Number(default=0, min=0,  # no max: it would become the default
                                 description="How long setup takes (for tests)."),
         "fail_setup": Boolean(default=False),
         "greeting": Text(default="hello"),
