@@ -20,10 +20,7 @@ Standard library only.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -108,16 +105,17 @@ ALL = (DEV, BPY42, BPY52, COG, FARM, RUNWAY_SDK)
 
 
 def find_python(version: str) -> str:
-    """A CPython of ``version`` on this machine (PATH, then pyenv), or a clear error."""
-    candidates = [shutil.which(f"python{version}")]
-    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
-    for cand in filter(None, candidates):
-        # A pyenv shim exists on PATH even when it cannot run this version: try it.
-        ok = subprocess.run([cand, "-c", "import venv"], capture_output=True).returncode == 0
-        if ok:
-            return cand
-    raise SystemExit(f"Python {version} is needed (bpy wheels exist only for it) but was not found; "
-                     f"install it (e.g. `pyenv install {version}`) and run again.")
+    """A CPython of ``version`` on this machine that can make venvs, found as the
+    add-on's runtime finds one (runtimes/interpreters.py, standard library only),
+    or a clear error."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from runway_addon.core.runtimes.interpreters import install_hint, locate_python
+
+    found = locate_python(version)
+    if not found:
+        raise SystemExit(f"Python {version} is needed but was not found. {install_hint(version)}")
+    return found
 
 
 def _sha256(path: Path) -> str:
