@@ -20,9 +20,11 @@ def addon_modules(blender):
 @pytest.fixture
 def prefs(blender):
     p = blender.context.preferences.addons[ADDON_PKG].preferences
-    saved = (p.default_runtime, p.cache_folder, p.memory_limit_gb, p.docker_host)
+    saved = (p.default_runtime, p.cache_folder, p.memory_limit_gb, p.docker_host,
+             p.docker_publish_address)
     yield p
-    p.default_runtime, p.cache_folder, p.memory_limit_gb, p.docker_host = saved
+    (p.default_runtime, p.cache_folder, p.memory_limit_gb, p.docker_host,
+     p.docker_publish_address) = saved
     while len(p.endpoints):
         p.endpoints.remove(0)
 
@@ -115,3 +117,19 @@ def test_remote_endpoint_honours_online_access_and_carries_its_token(
                 session.start(timeout=5)
     finally:
         blender.ops.runway.token_clear(endpoint="studio")
+
+
+def test_the_model_port_address_preference_reaches_docker_sessions(
+        blender, prefs, shelf, addon_modules):
+    """A Docker-host endpoint publishes model ports on loopback unless the preference
+    names an address (tests/core/test_placement.py checks real containers)."""
+    sessions, card = addon_modules("blender.sessions"), shelf.get("upscale")
+    prefs.default_runtime = "REMOTE"
+    blender.ops.runway.endpoint_add()
+    ep = prefs.endpoints[-1]
+    ep.name, ep.kind, ep.url = "gpu box", "DOCKER_HOST", "tcp://192.0.2.8:2376"
+    session = sessions.open_session(card)
+    assert session.remote and session.docker_host == "tcp://192.0.2.8:2376"
+    assert session.publish_ip is None
+    prefs.docker_publish_address = " 10.8.0.1 "
+    assert sessions.open_session(card).publish_ip == "10.8.0.1"
