@@ -113,6 +113,60 @@ def test_float_image_is_sent_as_srgb(runway):
     assert abs(back[0, 0, 0] - 128 / 255) < 1.5 / 255 and back[0, 0, 2] > 0.99
 
 
+def test_non_colour_images_reach_the_model_as_stored(runway):
+    """Data images (a denoiser's albedo and normals) are values, not light: whatever
+    the buffer, Non-Color and Raw reach the model unconverted (0.2 as 51, never the
+    sRGB encoding 124), from an image datablock and from a material texture."""
+    bpy = runway
+    props = mod("blender.props")
+    s = settings(bpy, "identity")
+    stored = np.float32([0.2, 0.5, 0.8, 1.0])
+    expect = [51, 128, 204, 255]  # round(v * 255)
+    bpy.ops.mesh.primitive_plane_add()
+    mat = bpy.data.materials.new("data")
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    bpy.context.view_layer.objects.active.data.materials.append(mat)
+    # Blender 4 lists Raw too; from Blender 5 Non-Color is the only data colour space.
+    named = [i.identifier for i in bpy.types.ColorManagedInputColorspaceSettings.bl_rna
+             .properties["name"].enum_items]
+    spaces = [c for c in ("Non-Color", "Raw") if c in named]
+    assert "Non-Color" in spaces
+    for colorspace in spaces:
+        for float_buffer in (True, False):
+            image = bpy.data.images.new(f"{colorspace} {float_buffer}", width=4, height=2,
+                                        alpha=True, float_buffer=float_buffer)
+            image.colorspace_settings.name = colorspace
+            image.pixels.foreach_set(np.tile(stored, 8))
+            node.image = image
+            for source in ("IMAGE", "TEXTURE"):
+                setattr(s, props.prop_id("in", "image", "src"), source)
+                setattr(s, props.prop_id("in", "image", "image"), image)
+                result, status = run(bpy, "identity")
+                assert result == {"FINISHED"}, status.error
+                back = np.round(pixels_top_down(result_image(bpy, status)) * 255)
+                assert back.reshape(-1, 4).tolist() == [expect] * 8, \
+                    (colorspace, float_buffer, source, back[0, 0])
+
+
+def test_an_image_with_no_pixels_is_refused_naming_it(runway):
+    """An image whose file is missing has no pixels (Blender reports 0x0): the run is
+    refused before anything starts, saying which image and why, never a crash."""
+    bpy = runway
+    props = mod("blender.props")
+    missing = bpy.data.images.new("gone", 4, 4)
+    missing.source = "FILE"
+    missing.filepath = "/nonexistent/runway-gone.png"
+    assert tuple(missing.size) == (0, 0)
+    s = settings(bpy, "identity")
+    setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
+    setattr(s, props.prop_id("in", "image", "image"), missing)
+    result, status = run(bpy, "identity")
+    words = cancelled(result)
+    assert "image 'gone' has no pixels (a render result or a missing file?)" in words and \
+        "Is its file missing?" in words, words
+    assert mod("blender.engine").get().session_of("identity") is None  # nothing started
+
+
 def test_material_texture_file_and_strip_sources(runway, tmp_path):
     bpy = runway
     props = mod("blender.props")
@@ -182,9 +236,10 @@ def _camera_scene(bpy):
     return scene
 
 
-def test_camera_render_and_a_render_pass(runway):
+def test_camera_render_and_a_render_pass(runway, tmp_path, monkeypatch):
     bpy = runway
     props = mod("blender.props")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the renders are saved
     _camera_scene(bpy)
     # A plane filling the view, facing the camera: its normal is +Z.
     bpy.ops.mesh.primitive_plane_add(size=40, location=(0, 0, 0))
@@ -212,6 +267,8 @@ def test_camera_render_and_a_render_pass(runway):
     # Normal (0, 0, 1) encodes as (0.5, 0.5, 1.0).
     centre = back[12, 16, :3]
     assert np.allclose(centre, (0.5, 0.5, 1.0), atol=0.02), centre
+    # Each run rendered into a folder of its own, removed when the run ended.
+    assert not list(tmp_path.glob("runway-render-*"))
 
 
 def test_text_datablock_source_and_text_output(runway):
