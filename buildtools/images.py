@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -152,12 +151,9 @@ def content_hash(model_dir: Path) -> str:
 
 
 def predictor_ref(model_dir: Path) -> str:
-    """``predict.py:Predictor`` from cog.yaml's ``predict:`` line."""
-    text = (model_dir / "cog.yaml").read_text()
-    m = re.search(r'^predict:\s*["\']?([^"\'\s]+)["\']?\s*$', text, re.M)
-    if not m:
-        raise ValueError(f"{model_dir}/cog.yaml has no 'predict:' line")
-    return m.group(1)
+    """``predict.py:Predictor`` from cog.yaml's ``predict:`` line (the runtime's reader)."""
+    from runway_addon.core.runtimes.cog_yaml import read_cog_yaml
+    return read_cog_yaml(model_dir)[1]
 
 
 def download_wheels(lock: Path, cache: Path = CACHE) -> Path:

@@ -148,14 +148,19 @@ class ModelSession(ABC):
         self._emit(SessionState.FAILED, reason)
         return failure
 
+    @property
+    def failure_what(self) -> str:
+        """What could not be done, the start of a wrapped error's message."""
+        return f"model {self.name!r} could not start"
+
     def _as_failure(self, exc: BaseException) -> RuntimeFailed:
         """An error of a start step as the RuntimeFailed a caller gets."""
         if isinstance(exc, RuntimeFailed):
             return exc
         if isinstance(exc, RunwayError):
-            return RuntimeFailed(f"model {self.name!r} could not start: {exc.message}",
-                                 hint=exc.hint, details=exc.details)
-        return RuntimeFailed(f"model {self.name!r} could not start: {exc}", details=self.logs())
+            return RuntimeFailed(f"{self.failure_what}: {exc.message}", hint=exc.hint,
+                                 details=exc.details)
+        return RuntimeFailed(f"{self.failure_what}: {exc}", details=self.logs())
 
     def _reset(self) -> None:
         """Clear what the last start() left (called under the lock)."""

@@ -72,14 +72,12 @@ class _RemoteBase(ModelSession):
     def _check_online_access(self, address: str) -> None:
         check_online_access(address, self.online_access, self.allow_loopback_offline)
 
-
-    def _as_failure(self, exc: BaseException) -> RuntimeFailed:
-        if isinstance(exc, RuntimeFailed):
-            return exc
-        if isinstance(exc, RunwayError):
-            return RuntimeFailed(f"{self.failure_what}: {exc.message}", hint=exc.hint,
-                                 details=exc.details)
-        return RuntimeFailed(f"{self.failure_what}: {exc}")
+    def _running(self, url: str, message: str) -> None:
+        """RUNNING at ``url``, unless stop() came first."""
+        with self._lock:
+            self._check_stop()
+            self.url = url
+        self._advance(SessionState.RUNNING, message)
 
 
 class RemoteSession(_RemoteBase):
@@ -144,10 +142,7 @@ class RemoteSession(_RemoteBase):
             self._advance(SessionState.STARTING, f"{protocol.value} server; waiting until ready")
             self._await_ready(client, timeout)
             self.model_spec = client.spec()
-            with self._lock:
-                self._check_stop()
-                self.url = client.url
-            self._advance(SessionState.RUNNING, f"ready at {self.address}")
+            self._running(client.url, f"ready at {self.address}")
         finally:
             if client is not None:
                 client.close()
@@ -234,10 +229,7 @@ class ReplicateSession(_RemoteBase):
             client = self._connect(self._tracker)
             self.model_spec = client.spec()
             self.model_info = client.model_info()
-            with self._lock:
-                self._check_stop()
-                self.url = self.base_url
-            self._advance(SessionState.RUNNING, f"{self.ref} is ready on Replicate")
+            self._running(self.base_url, f"{self.ref} is ready on Replicate")
         finally:
             if client is not None:
                 client.close()
