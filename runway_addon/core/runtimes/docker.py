@@ -157,8 +157,9 @@ def check_gpu_support(client, *, local: bool = True) -> None:
     """RuntimeFailed unless the engine can give containers NVIDIA GPUs."""
     if local and not sys.platform.startswith("linux"):
         raise RuntimeFailed(
-            "Local GPU runs need Linux with the NVIDIA Container Toolkit.",
-            hint="Run on Local CPU, or use a remote GPU (a Linux Docker host or a model URL).")
+            "GPU runs on this computer need Linux with the NVIDIA Container Toolkit.",
+            hint="Run the model on the CPU, or use a remote GPU (a Linux Docker host or a "
+                 "model URL).")
     info = client.info()
     runtimes = info.get("Runtimes") or {}
     if info.get("OSType", "linux") != "linux" or "nvidia" not in runtimes:
@@ -167,7 +168,7 @@ def check_gpu_support(client, *, local: bool = True) -> None:
             f"The Docker engine has no NVIDIA runtime (runtimes: {known}).",
             hint="Install the NVIDIA driver and the NVIDIA Container Toolkit, run "
                  "'sudo nvidia-ctk runtime configure --runtime=docker' and restart Docker; "
-                 "or run on Local CPU.")
+                 "or run the model on the CPU.")
 
 
 def _slug(text: str) -> str:
