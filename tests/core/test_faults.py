@@ -924,3 +924,13 @@ def test_replicate_api_that_is_not_there(sandbox):
                              timeout=3)
     err = expect(ConnectionFailed, client.spec, within=3)
     assert "Replicate" in err.message
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_runway_wait_until_ready_refusing_the_token_says_so(servers, sandbox, status):
+    routes = runway_routes()
+    routes[("GET", "/healthcheck")] = lambda r: r.json({"error": "no"}, status)
+    with runway(servers(routes)) as client:
+        assert client.health().state is HealthState.UNHEALTHY  # health() never raises
+        err = expect(AuthError, lambda: client.wait_until_ready(2), within=2)
+    assert err.status == status and "token" in err.hint.lower()

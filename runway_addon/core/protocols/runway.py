@@ -445,6 +445,11 @@ class RunwayClient(_RunwayHTTP):
             return Health(HealthState.READY)
         if r.status_code == 200 and status == "STARTING":
             return Health(HealthState.STARTING, "setting up")
+        if r.status_code in (401, 403):  # the token is what to fix: wait_until_ready says so
+            try:
+                self._check(r)
+            except AuthError as exc:
+                return Health(HealthState.UNHEALTHY, exc.message, error=exc)
         return Health(HealthState.UNHEALTHY,
                       f"healthcheck answered HTTP {r.status_code}: "
                       f"{http.error_text(None, r, limit=200)}")
