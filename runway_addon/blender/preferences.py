@@ -101,9 +101,15 @@ def endpoint_problem(kind: str, address: str) -> str:
 
 def local_docker_problem(address: str) -> str:
     """What is wrong with the Local Docker engine field ('' when it looks right):
-    it holds this computer's socket only; a remote engine is an endpoint."""
+    it holds this computer's engine only (a socket, or tcp:// on this computer, as
+    Docker Desktop's 'expose daemon' gives); a remote engine is an endpoint."""
+    from urllib.parse import urlparse
+
     address = address.strip()
     if not address or address.startswith(("unix://", "npipe://")):
+        return ""
+    host = (urlparse(address).hostname or "") if address.startswith("tcp://") else ""
+    if host in ("localhost", "::1") or host.startswith("127."):
         return ""
     return ("A remote Docker engine is a Remote endpoint (Remote Docker engine), not the "
             "local engine: add it there and run on Remote GPU.")
@@ -399,8 +405,8 @@ class RunwayPreferences(bpy.types.AddonPreferences):
     # (Remote Docker engine), so a Docker address is entered in one place only.
     docker_host: StringProperty(
         name="Local Docker engine",
-        description="This computer's Docker engine socket; empty uses DOCKER_HOST or the "
-                    "platform default (unix:///var/run/docker.sock, "
+        description="This computer's Docker engine (a socket, or tcp://localhost:2375); "
+                    "empty uses DOCKER_HOST or the platform default (unix:///var/run/docker.sock, "
                     "npipe:////./pipe/docker_engine). A remote engine is a Remote endpoint",
     )
     docker_publish_address: StringProperty(

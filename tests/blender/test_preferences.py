@@ -255,6 +255,8 @@ def test_the_docker_engine_address_has_one_place_each(blender, endpoint):
 
     assert mod.local_docker_problem("") == ""
     assert mod.local_docker_problem("unix:///run/user/1000/docker.sock") == ""
+    assert mod.local_docker_problem("tcp://localhost:2375") == ""  # Docker Desktop's
+    assert mod.local_docker_problem("ssh://farm") != ""
     p.docker_host = "tcp://render-box:2376"
     try:
         assert any("Remote endpoint" in t for _, t, _ in drawn())
