@@ -934,3 +934,36 @@ def test_runway_wait_until_ready_refusing_the_token_says_so(servers, sandbox, st
         assert client.health().state is HealthState.UNHEALTHY  # health() never raises
         err = expect(AuthError, lambda: client.wait_until_ready(2), within=2)
     assert err.status == status and "token" in err.hint.lower()
+
+
+@pytest.mark.docker
+@pytest.mark.slow  # may build the test images first
+def test_docker_container_killed_for_memory_fails_the_run_saying_so(docker_images, sandbox):
+    """A run whose container the kernel kills for memory fails as RuntimeFailed naming
+    memory, the limit and what to do (not the server's 'Worker crashed'), in bounded time,
+    through the job queue every caller uses (Run panel, post-processing, job files)."""
+    from runway_addon.core.jobs import Failure, Job, JobQueue, JobState, ModelRef, SessionPool
+    from runway_addon.core.jobs.placement import Placement
+    from tests.helpers import DOCKER_TEST_IMAGES
+
+    pool = SessionPool(placement=Placement(runtime="DOCKER_CPU", mem_limit=200 << 20))
+    queue = JobQueue(pool, workers=1)
+    seen = {}
+
+    def on_event(ev):
+        if getattr(ev, "state", None) is JobState.RUNNING:
+            seen.setdefault("running", time.monotonic())
+        if isinstance(ev, Failure):
+            seen.update(failure=ev, failed=time.monotonic())
+
+    job = Job(ModelRef("image", DOCKER_TEST_IMAGES["memhog"]), {"megabytes": 1024}, timeout=20)
+    try:
+        [handle] = queue.run_blocking([job], on_event=on_event, timeout=180)
+    finally:
+        pool.stop_all()
+    failure = seen["failure"]
+    assert handle.state is JobState.FAILED and failure.error_type == "RuntimeFailed"
+    assert failure.kind == "container-memory"
+    assert "ran out of memory (limit 200 MB)" in failure.message
+    assert "memory" in failure.hint and "Worker crashed" in failure.details
+    assert seen["failed"] - seen["running"] <= job.timeout + MARGIN

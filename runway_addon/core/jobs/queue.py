@@ -21,7 +21,8 @@ import time
 import traceback
 from typing import Callable, Iterable, Optional
 
-from ..errors import Cancelled, ConnectionFailed, RunwayError
+from ..errors import Cancelled, ConnectionFailed, Kind, RunwayError, ServerError
+from ..runtimes.base import RuntimeFailed, SessionState
 from .events import Done, Failure, JobEvent, JobState, Log, Status, Warning
 from .job import Job, JobResult, resolve_inputs
 from .pool import SessionPool
@@ -184,6 +185,34 @@ class JobQueue:
         self._emit(failure)
         self._finish(handle, JobState.FAILED, f"{handle.job.label}: failed")
 
+    @staticmethod
+    def _explain(entry, error: RunwayError, wait: float = 2.0) -> RunwayError:
+        """A run that failed because its container died (killed for memory, exited):
+        the session's reason, which says what to do, instead of the server's last words
+        ("Worker crashed", a reset connection). The engine reports an OOM kill a moment
+        after the server answers, so a crash-like failure waits up to ``wait`` seconds
+        for the session's verdict; other failures are returned as they are."""
+        session = getattr(entry, "session", None)
+        diagnose = getattr(session, "diagnose", None)
+        crash = isinstance(error, ConnectionFailed) or (
+            isinstance(error, ServerError) and "crash" in error.message.lower())
+        if diagnose is None or not crash:
+            return error
+        deadline = time.monotonic() + wait
+        while session.state is SessionState.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.02)
+        why = diagnose()
+        if not why:
+            return error
+        oom = bool(getattr(session, "oom_killed", False))
+        return RuntimeFailed(
+            f"The run failed: {why}",
+            hint=("Give the model's container more memory (the container memory limit), "
+                  "or use smaller inputs, then run again.") if oom else
+                 "See the details for the server's answer; run again to restart the model.",
+            details=f"{error.message}\n{error.details}".strip(),
+            kind=Kind.CONTAINER_MEMORY if oom else error.kind)
+
     def _execute(self, handle: JobHandle) -> None:
         job, cancel = handle.job, handle.cancel_event
         if cancel.is_set():
@@ -249,7 +278,7 @@ class JobQueue:
             if cancel.is_set():
                 self._finish(handle, JobState.CANCELLED, f"{job.label}: cancelled")
             else:
-                self._fail(handle, e)
+                self._fail(handle, self._explain(entry, e))
         except Exception as e:  # noqa: BLE001 (a worker must outlive any bug; shown, not lost)
             self._fail(handle, RunwayError(f"{job.label}: unexpected error: {e}",
                                            hint="Please report this with the details."),
