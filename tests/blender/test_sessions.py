@@ -95,7 +95,8 @@ def test_docker_gpu_says_what_is_missing(prefs, shelf, addon_modules):
 
 def test_remote_without_an_endpoint_is_a_clear_error(prefs, shelf, addon_modules):
     prefs.default_runtime = "REMOTE"
-    with pytest.raises(Exception, match="No remote endpoint is selected"):
+    with pytest.raises(addon_modules("core.runtimes.base").RuntimeFailed,
+                       match="No remote endpoint is selected"):
         addon_modules("blender.sessions").open_session(shelf.get("upscale"))
 
 
@@ -112,11 +113,62 @@ def test_remote_endpoint_honours_online_access_and_carries_its_token(
         assert session.address == "http://127.0.0.1:9"
         assert "secret-studio-token" not in repr(session)
         assert session._token == "secret-studio-token"
-        if not blender.app.online_access:  # the bpy module starts with it off
-            with pytest.raises(Exception, match="Online access is off"):
-                session.start(timeout=5)
+        assert not blender.app.online_access  # the bpy module starts with it off
+        with pytest.raises(addon_modules("core.runtimes.base").RuntimeFailed,
+                           match="^Online access is off") as refused:
+            session.start(timeout=5)
+        assert refused.value.kind == addon_modules("core.errors").Kind.ONLINE_ACCESS_OFF
+        assert session.state.value != "running"
     finally:
         blender.ops.runway.token_clear(endpoint="studio")
+
+
+@pytest.fixture
+def online(blender):
+    """Online access switched on as a user does (Preferences > System > Network):
+    bpy.app.online_access itself is read-only, the preference sets it. Off again after."""
+    system = blender.context.preferences.system
+    system.use_online_access = True
+    assert blender.app.online_access
+    yield blender
+    system.use_online_access = False
+    assert not blender.app.online_access
+
+
+@pytest.mark.network
+def test_with_online_access_on_a_remote_endpoint_is_reached(online, prefs, shelf, addon_modules,
+                                                          tmp_path):
+    """The allowed path: online access on, a remote endpoint (a real Runway SDK-style
+    server on loopback) is reached with its token; switched off, the same endpoint is
+    refused before a single request leaves."""
+    from tests.servers import RunwayTestServer
+    blender, sessions = online, addon_modules("blender.sessions")
+    srv = RunwayTestServer(tmp_path / "srv", options={"weights_dir": str(tmp_path)}).wait_ready()
+    prefs.default_runtime = "REMOTE"
+    blender.ops.runway.endpoint_add()
+    ep = prefs.endpoints[-1]
+    ep.name, ep.kind, ep.url = "loopback", "URL", srv.url
+    blender.ops.runway.token_set(endpoint="loopback", token="secret-loopback-token")
+    try:
+        session = sessions.open_session(shelf.get("upscale"))
+        session.start(timeout=30)
+        try:
+            assert session.state.value == "running" and session.protocol.value == "runway"
+            # The spec came from that server: its setup options.
+            assert "weights_dir" in [f.name for f in session.model_spec.options]
+        finally:
+            session.stop()
+        seen = srv.requests()
+        assert seen and all(r["authorized"] for r in seen), seen  # the token went along
+        blender.context.preferences.system.use_online_access = False
+        again = sessions.open_session(shelf.get("upscale"))
+        with pytest.raises(addon_modules("core.runtimes.base").RuntimeFailed,
+                           match="^Online access is off"):
+            again.start(timeout=5)
+        assert srv.requests() == seen  # nothing was sent
+    finally:
+        blender.ops.runway.token_clear(endpoint="loopback")
+        srv.stop()
 
 
 def test_the_model_port_address_preference_reaches_docker_sessions(
