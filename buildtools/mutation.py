@@ -26,7 +26,7 @@ PKG = "runway_addon"
 
 # Module (relative to runway_addon/) -> its fast test files. Only these run per mutant.
 MODULES: dict[str, tuple[str, ...]] = {
-    "core/validation.py": ("tests/core/test_validation.py",),
+    "core/validation.py": ("tests/core/test_validation.py", "tests/core/test_validation_issues.py"),
     "core/spec.py": ("tests/core/test_spec.py",),
     "core/catalog.py": ("tests/core/test_catalog.py",),
     "blender/images.py": ("tests/blender/test_images.py",),
@@ -66,6 +66,18 @@ def _copy_tree(dest: Path, tests: tuple[str, ...]) -> None:
         return {n for n in names if n in ("__pycache__",) or n.endswith(".pyc")
                 or (top and (n in NOT_COPIED or n.startswith(".venv")))}
     shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+    _check_tests(dest, tests)
+
+
+def _export_revision(dest: Path, rev: str, tests: tuple[str, ...]) -> None:
+    """The tree as committed at ``rev`` (for scores before a change)."""
+    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    _check_tests(dest, tests)
+
+
+def _check_tests(dest: Path, tests: tuple[str, ...]) -> None:
     missing = [t for t in tests if not (dest / t).exists()]
     if missing:
         raise SystemExit(f"mutate: test file(s) missing: {', '.join(missing)}")
@@ -94,11 +106,14 @@ def _statuses(work: Path, module: str) -> dict[str, str]:
     return {name: status_by_exit_code[code] for name, code in codes.items()}
 
 
-def run_module(module: str, max_children: int, keep: bool) -> dict:
+def run_module(module: str, max_children: int, keep: bool, rev: str = "") -> dict:
     tests = MODULES[module]
     work = Path(tempfile.mkdtemp(prefix="runway-mutate-"))
     try:
-        _copy_tree(work, tests)
+        if rev:
+            _export_revision(work, rev, tests)
+        else:
+            _copy_tree(work, tests)
         (work / "setup.cfg").write_text(_setup_cfg(module, tests))
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         env.pop("MUTANT_UNDER_TEST", None)
@@ -167,22 +182,33 @@ def main(argv=None) -> int:
                         help="mutants tested at once (default 2)")
     parser.add_argument("--keep", action="store_true",
                         help="keep each module's temporary copy (to `mutmut show` a survivor)")
+    parser.add_argument("--at", default="", metavar="REV",
+                        help="the tree as committed at this git revision instead of the "
+                             "working tree (scores before a change)")
     args = parser.parse_args(argv)
     chosen = [m.removeprefix(f"{PKG}/") for m in args.modules] or list(MODULES)
     unknown = [m for m in chosen if m not in MODULES]
     if unknown:
         parser.error(f"no fast tests are known for {', '.join(unknown)}; known: "
                      f"{', '.join(MODULES)}")
-    rows = [run_module(m, args.max_children, args.keep) for m in chosen]
+    rows = [run_module(m, args.max_children, args.keep, args.at) for m in chosen]
+    out = OUT / args.at if args.at else OUT  # a revision's table beside the tree's
     text = table(rows)
     print("\n" + text)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "mutation.md").write_text(text)
+    out.mkdir(parents=True, exist_ok=True)
     for r in rows:
         name = r["module"].replace("/", "_").removesuffix(".py")
-        (OUT / f"{name}.survivors.txt").write_text(r.pop("diffs"))
-    (OUT / "mutation.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {OUT / 'mutation.md'}")
+        (out / f"{name}.survivors.txt").write_text(r.pop("diffs"))
+    # Modules run one at a time add up: earlier rows of other modules are kept.
+    saved = out / "mutation.json"
+    by_module = {r["module"]: r for r in json.loads(saved.read_text())} if saved.exists() else {}
+    by_module.update({r["module"]: r for r in rows})
+    merged = sorted(by_module.values(), key=lambda r: (list(MODULES).index(r["module"])
+                                                       if r["module"] in MODULES else 99,
+                                                       r["module"]))
+    saved.write_text(json.dumps(merged, indent=2) + "\n")
+    (out / "mutation.md").write_text(table(merged))
+    print(f"wrote {out / 'mutation.md'} ({len(merged)} modules)")
     return 0
 
 
