@@ -26,6 +26,9 @@ TASK_ICONS = {"identify": "HIDE_OFF", "transform": "MOD_UVPROJECT", "generate": 
 TASK_WORDS = {"identify": "Identify: finds things in an image (masks, boxes, points)",
               "transform": "Transform: changes an image (style, size, noise)",
               "generate": "Generate: makes something new (speech, images)"}
+# The legend's lines: short enough for the default sidebar width (labels are cut there).
+TASK_LEGEND = {"identify": "Identify: finds things", "transform": "Transform: changes images",
+               "generate": "Generate: makes new ones"}
 ANY = "ANY"
 FILTER_LABELS = {"task": "Task", "input_type": "Input", "output_type": "Output",
                  "device": "Runs on", "publisher": "Publisher", "keyword": "Keyword"}
@@ -955,11 +958,12 @@ class RUNWAY_PT_directory(_SidebarPanel, bpy.types.Panel):
             col.prop(d, "sort", text="Sort by")
             for prop, label in FILTER_LABELS.items():
                 col.prop(d, prop, text=label)  # each dropdown says which filter it is
-            col.prop(d, "recent_only")
-            col.prop(d, "commercial_only")
+            checks = layout.column(align=True)  # full width: their labels are long
+            checks.prop(d, "recent_only")
+            checks.prop(d, "commercial_only")
             legend = layout.column(align=True)
             legend.scale_y = 0.8
-            for task, words in TASK_WORDS.items():
+            for task, words in TASK_LEGEND.items():
                 legend.label(text=words, icon=TASK_ICONS[task])
         shown = matching_names(d, _state.get("list_words", ""))
         row = layout.row()
@@ -1027,10 +1031,10 @@ class RUNWAY_PT_card(_CardPanel, bpy.types.Panel):
         c = self.card(context)
         layout = self.layout
         _wrapped(layout, c.title, context)
-        layout.label(text=TASK_WORDS.get(c.task, c.task), icon=TASK_ICONS.get(c.task, "QUESTION"))
+        layout.label(text=TASK_LEGEND.get(c.task, c.task), icon=TASK_ICONS.get(c.task, "QUESTION"))
         if c.is_user_model:
-            layout.label(text=f"Added by you from {c.source.kind}: {c.source.value}"[:120],
-                         icon="USER")
+            layout.label(text=f"Added by you from {c.source.kind}:", icon="USER")
+            _wrapped(layout, c.source.value, context)  # a path or address, never cut
         _wrapped(layout, c.overview, context)
         if not c.licence.commercial_use.allowed:
             box = layout.box()
@@ -1057,7 +1061,7 @@ class RUNWAY_PT_card(_CardPanel, bpy.types.Panel):
             _wrapped(layout, caption, context)
         if c.templates:
             col = layout.column(align=True)
-            col.label(text="Templates (example inputs for the Run panel):")
+            _wrapped(col, "Templates: example inputs for the Run panel", context)
             for i, t in enumerate(c.templates):
                 op = col.operator(RUNWAY_OT_template_load.bl_idname, text=f"Use: {t.title}",
                                   icon="IMPORT")
