@@ -24,7 +24,7 @@ from typing import Optional
 import requests
 
 from runway_addon.core.runtimes.process import free_port, read_cog_yaml
-from tests.helpers import ROOT, stop_process, wait_until  # noqa: F401 (wait_until: runway_sdk_real takes it from here)
+from tests.helpers import ROOT, stop_process
 
 HOST = "127.0.0.1"
 COG_MODELS = ROOT / "tests" / "model_servers" / "cog"
