@@ -23,7 +23,7 @@ from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
 from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 from tests.servers import COG_MODELS as MODELS
 
 
@@ -400,10 +400,7 @@ def test_cancel_event_stops_a_slow_run(cog_client):
     assert time.monotonic() - t0 < 5
     # The cancelled prediction frees the slot: the server goes back to READY
     # (wait_until_ready would also accept BUSY, so poll for READY itself).
-    deadline = time.monotonic() + 5
-    while client.health().state is not HealthState.READY and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert client.health().state is HealthState.READY
+    assert wait_until(lambda: client.health().state is HealthState.READY, 5, step=0.05)
     assert client.run({"seconds": 0.05}).outputs["output"] == "slept 0.05"
 
 
@@ -414,9 +411,7 @@ def test_cancel_by_run_id(cog_client):
     errors = []
     # Start from an idle server: a slot still freeing after an earlier test reads
     # BUSY too, and a cancel sent then would find no such run.
-    deadline = time.monotonic() + 10
-    while client.health().state is not HealthState.READY and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: client.health().state is HealthState.READY, 10, step=0.05)
 
     def work():
         try:
@@ -426,9 +421,7 @@ def test_cancel_by_run_id(cog_client):
 
     t = threading.Thread(target=work)
     t.start()
-    deadline = time.monotonic() + 5
-    while client.health().state is not HealthState.BUSY and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: client.health().state is HealthState.BUSY, 5, step=0.05)
     client.cancel("run-to-cancel")
     t.join(10)
     assert not t.is_alive() and len(errors) == 1 and isinstance(errors[0], Cancelled)
@@ -465,9 +458,7 @@ def test_busy_retry_is_bounded(cog_client):
     client = cog_client("slow")
     first = threading.Thread(target=client.run, args=({"seconds": 2.0},))
     first.start()
-    deadline = time.monotonic() + 5
-    while client.health().state is not HealthState.BUSY and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: client.health().state is HealthState.BUSY, 5, step=0.05)
     other = CogClient(client.url, busy_timeout=0.3)
     try:
         with pytest.raises(ServerError) as e:

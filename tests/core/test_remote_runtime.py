@@ -21,6 +21,7 @@ from runway_addon.core.runtimes.remote import (OFFLINE_MESSAGE, RemoteSession,
                                                ReplicateSession)
 from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
+from tests.helpers import wait_until
 from tests.servers import REPLICATE_TOKEN as TOKEN, RunwayTestServer
 
 network = pytest.mark.network
@@ -114,11 +115,10 @@ def test_remote_cog_server_runs_and_stop_leaves_it_running(cog_servers):
     # We did not start it, so we did not stop it.
     assert server.proc.poll() is None
     # Cog frees its slot just after answering: BUSY for a moment, then READY.
-    deadline = time.monotonic() + 10
-    while (status := requests.get(server.url + "/health-check", timeout=5).json()["status"]) \
-            == "BUSY" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert status == "READY"
+    def status():
+        return requests.get(server.url + "/health-check", timeout=5).json()["status"]
+    assert wait_until(lambda: status() != "BUSY", 10, step=0.05)
+    assert status() == "READY"
     states = [e.state for e in events]
     assert states[0] is SessionState.STARTING and SessionState.RUNNING in states
     assert states[-1] is SessionState.STOPPED
@@ -209,11 +209,8 @@ def test_replicate_session_stop_cancels_its_running_predictions(stand_in):
 
     worker = threading.Thread(target=run)
     worker.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not [
-            r for r in stand_in.predictions().values()
-            if r["input"] == {"seconds": 27.0} and r["status"] == "processing"]:
-        time.sleep(0.1)
+    wait_until(lambda: [r for r in stand_in.predictions().values()
+                        if r["input"] == {"seconds": 27.0} and r["status"] == "processing"], 10)
     time.sleep(1.2)  # past the 1 s hold: the run is polling now
     session.stop()
     worker.join(10)

@@ -19,6 +19,7 @@ from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.replicate import (ModelRef, ReplicateClient,
                                                    parse_model_ref)
 from runway_addon.core.spec import FileField, ImageField, NumberField, Protocol
+from tests.helpers import wait_until
 from tests.servers import REPLICATE_TOKEN as TOKEN
 
 
@@ -255,14 +256,11 @@ def test_cancel_while_the_create_request_is_held(stand_in, make_client):
     with pytest.raises(Cancelled):
         client.run({"seconds": 29.0}, cancel_event=cancel)
     assert time.monotonic() - started < 1.5
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        found = [rec for rec in stand_in.predictions().values()
-                 if rec["input"] == {"seconds": 29.0}]
-        if found and found[0]["status"] == "canceled":
-            break
-        time.sleep(0.2)
-    assert found and found[0]["status"] == "canceled" and found[0]["_cancel_requested"]
+    def canceled():
+        return [rec for rec in stand_in.predictions().values()
+                if rec["input"] == {"seconds": 29.0} and rec["status"] == "canceled"]
+    assert wait_until(canceled, 10, step=0.2)
+    assert canceled()[0]["_cancel_requested"]
 
 
 @network
