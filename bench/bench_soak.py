@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Soak: many runs against one local Cog session, and start/stop cycles of the
-local process runtime, watching for growth in open files, threads, child
-processes and memory.
+"""Soak: many runs against one local Cog session, and start/stop cycles of each
+local runtime (the process runtime and Docker on the CPU), watching for growth in
+open files, threads, child processes and memory.
 
-    .venv/bin/python bench/bench_soak.py                  # 500 sequential, 100 concurrent, 20 cycles
+    .venv/bin/python bench/bench_soak.py                  # 500 sequential, 100 concurrent, 20 + 20 cycles
     .venv/bin/python bench/bench_soak.py -n 100 -c 20 --cycles 3   # what CI runs (tests/core/test_faults_soak.py)
+    python3 build.py bench --only bench_soak              # the same, into the one table (collect)
 
-The model is tests/model_servers/process/echo on the local process runtime (its
-environment comes from .cache/model-envs, built on first use). Bounds, checked
-after a warm-up run so pools and the client's one watchdog thread already exist:
+The runs and the process cycles use tests/model_servers/process/echo on the local
+process runtime (its environment comes from .cache/model-envs, built on first use);
+the Docker cycles use the test image runway-test/invert (tests/model_servers/docker,
+built by buildtools/images.py, reused while its content hash matches). Bounds,
+checked after a warm-up so pools and the client's one watchdog thread already exist
+(for Docker: 4 cycles, until docker-py's connection pool to the engine has filled):
 open files +8, threads +4, child processes +0 after the last stop, RSS +64 MB.
 Linux only (/proc).
 """
@@ -28,8 +32,12 @@ if str(ROOT) not in sys.path:
 
 ECHO = ROOT / "tests" / "model_servers" / "process" / "echo"
 SHARED_ENVS = ROOT / ".cache" / "model-envs"
+INVERT = ROOT / "tests" / "model_servers" / "docker" / "invert"
+INVERT_TAG = "runway-test/invert:latest"  # the Docker tests' image name: one build for both
+DOCKER_WARMUP = 4  # cycles until docker-py's pool to the engine has filled (about 28 fds)
 
 BOUNDS = {"fds": 8, "threads": 4, "children": 0, "rss_mb": 64}
+UNITS = {"fds": "open files", "threads": "threads", "children": "processes", "rss_mb": "MB"}
 
 
 def resources() -> dict:
@@ -113,16 +121,98 @@ def soak(sequential: int, concurrent: int, cycles: int, runtime_dir=None) -> dic
             "cycles_growth": growth(base, after_cycles)}
 
 
+def docker_soak(cycles: int, warmup: int = DOCKER_WARMUP) -> dict:
+    """Start/run/stop cycles of the Docker runtime (CPU); the growth after ``warmup``
+    cycles, and the containers of this soak still there afterwards (none expected)."""
+    import numpy as np
+
+    from buildtools import images
+    from runway_addon.core.runtimes import docker as rt
+
+    images.build_model_image(INVERT, INVERT_TAG)
+    owner = f"bench-soak-{os.getpid()}"
+    pixels = np.arange(6 * 7 * 3, dtype=np.uint8).reshape(6, 7, 3)
+
+    def cycle():
+        s = rt.DockerSession("invert", INVERT_TAG, owner=owner)
+        s.start(timeout=120)
+        try:
+            with s.client(timeout=60) as client:
+                out = client.run({"image": pixels}).outputs
+                assert out, "the Docker model answered nothing"
+        finally:
+            s.stop()
+
+    for _ in range(warmup):
+        cycle()
+    base = resources()
+    t0 = time.monotonic()
+    for _ in range(cycles):
+        cycle()
+    seconds = time.monotonic() - t0
+    after = resources()
+    engine = rt.connect_engine(None)
+    try:
+        left = len(engine.containers.list(all=True,
+                                          filters={"label": f"{rt.OWNER_LABEL}={owner}"}))
+    finally:
+        engine.close()
+    return {"docker_cycles_s": round(seconds, 1), "docker_base": base,
+            "docker_growth": growth(base, after), "docker_containers_left": left}
+
+
+PHASES = {"runs_growth": "runs on one session", "cycles_growth": "process runtime cycles",
+          "docker_growth": "Docker runtime cycles"}
+
+
+def add_figures(bench, result: dict, note: dict) -> None:
+    """One figure per phase and resource, its goal the bound (bench/figures.py)."""
+    for phase, title in PHASES.items():
+        key = phase.split("_")[0]
+        for resource, bound in BOUNDS.items():
+            fig = f"soak.{key}.{resource}"
+            if phase not in result:
+                bench.skip(fig, note.get(phase, "not run"))
+                continue
+            bench.add(fig, [result[phase][resource]], note=note[phase],
+                      grown=result[phase], base=result.get(
+                          "docker_base" if key == "docker" else "base"))
+
+
+def collect(bench, quick: bool = False) -> None:
+    """The soak for ``build.py bench``: CI's sizes with --quick (100 sequential and 20
+    concurrent runs, 3 cycles of each runtime), else the long one (500, 100, 20)."""
+    n, c, cycles = (100, 20, 3) if quick else (500, 100, 20)
+    result = soak(n, c, cycles)
+    note = {"runs_growth": f"{n} sequential + {c} concurrent runs "
+                           f"({result['sequential_s']} s + {result['concurrent_s']} s)",
+            "cycles_growth": f"{cycles} start/run/stop cycles after the runs"}
+    try:
+        result.update(docker_soak(cycles))
+        note["docker_growth"] = (f"{cycles} start/run/stop cycles after {DOCKER_WARMUP} "
+                                 f"warm-up ({result['docker_cycles_s']} s), "
+                                 f"{result['docker_containers_left']} containers left")
+    except Exception as e:  # noqa: BLE001 (any reason Docker cannot run here)
+        note["docker_growth"] = f"Docker not usable here: {type(e).__name__}: {e}"[:200]
+    add_figures(bench, result, note)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--sequential", type=int, default=500)
     ap.add_argument("-c", "--concurrent", type=int, default=100)
     ap.add_argument("--cycles", type=int, default=20)
+    ap.add_argument("--no-docker", action="store_true", help="skip the Docker runtime's cycles")
     args = ap.parse_args()
     result = soak(args.sequential, args.concurrent, args.cycles)
+    if not args.no_docker:
+        result.update(docker_soak(args.cycles))
     for key, value in result.items():
         print(f"{key}: {value}")
-    bad = {**over_bounds(result["runs_growth"]), **over_bounds(result["cycles_growth"])}
+    bad = {f"{phase}.{k}": v for phase in PHASES if phase in result
+           for k, v in over_bounds(result[phase]).items()}
+    if result.get("docker_containers_left"):
+        bad["docker_containers_left"] = result["docker_containers_left"]
     print("within bounds" if not bad else f"OVER BOUNDS: {bad} (bounds {BOUNDS})")
     return 1 if bad else 0
 

@@ -56,6 +56,13 @@ CATALOGUE: dict[str, tuple] = {
     "client.image_run": ("client run() (encode+decode), 1080p shared path vs bare POST", "ms",
                          None, None),
 }
+# Soak (bench_soak.py): growth after warm-up, each goal the soak's bound (BOUNDS there)
+for _phase, _what in (("runs", "runs on one session"), ("cycles", "process runtime cycles"),
+                      ("docker", "Docker runtime cycles")):
+    for _res, _unit, _bound in (("fds", "files", 8), ("threads", "threads", 4),
+                                ("children", "processes", 0), ("rss_mb", "MB", 64)):
+        CATALOGUE[f"soak.{_phase}.{_res}"] = (f"soak, {_what}: {_unit} grown", _unit, "max",
+                                              _bound)
 # The shelf (bench_models.py): report only, client run() against a bare POST
 for _name in ("denoise", "face-detection", "person-segmentation", "pose", "style-transfer",
               "text-to-speech", "upscale"):

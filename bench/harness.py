@@ -44,6 +44,7 @@ BENCHES = [
     ("bench_run", 900),
     ("bench_batch", 900),
     ("bench_models", 900),
+    ("bench_soak", 900),
 ]
 # Run through another benchmark (same figures), never on its own here.
 COVERED = {"bench_cold_start": "its figures come from bench_cold_start_docker, which runs "
@@ -53,7 +54,8 @@ COVERED = {"bench_cold_start": "its figures come from bench_cold_start_docker, w
 # Which benchmark reports the figures of each key prefix.
 OWNERS = {"run": "bench_run", "job": "bench_batch", "post": "bench_batch",
           "cold": "bench_cold_start_docker", "catalog": "bench_catalog",
-          "codecs": "bench_codecs", "client": "bench_client_overhead", "models": "bench_models"}
+          "codecs": "bench_codecs", "client": "bench_client_overhead", "models": "bench_models",
+          "soak": "bench_soak"}
 
 
 def _rel(path: Path) -> str:

@@ -49,7 +49,9 @@ def test_quick_bench_prints_one_table_and_writes_json_and_plots(tmp_path):
                 "run.apply.byte.1080p", "run.apply.float.1080p", "run.max_step",
                 "run.warm_starts", "run.memory.4k", "job.replicas1", "job.replicas2",
                 "post.render", "cold.process", "catalog.search", "codecs.srgb.1080p",
-                "client.text", "client.image_uri", "client.image_run"):
+                "client.text", "client.image_uri", "client.image_run",
+                *(f"soak.{phase}.{res}" for phase in ("runs", "cycles")
+                  for res in ("fds", "threads", "children", "rss_mb"))):
         assert by_key[key]["measured"], (key, by_key[key]["reason"])
     assert (out / "bench.md").read_text().startswith("| figure |")
     for plot in ("overhead_per_frame", "throughput_replicas", "main_thread_timeline"):
