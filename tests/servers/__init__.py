@@ -133,18 +133,40 @@ class CogServerPool:
 
 # --------------------------------------------------------------------------- stand-ins
 
-class RunwayTestServer:
+class LoggedServer:
+    """A Runway model server process kept in ``workdir``: what it received in
+    requests.jsonl (one JSON line a request) and its stderr in stderr.txt. The stand-in
+    and the real SDK servers (runway_sdk_real) share it, so the tests read both alike;
+    a subclass opens the folder with ``_open(workdir)`` and starts ``self.proc``."""
+
+    def _open(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / "requests.jsonl"
+        self.stderr_path = workdir / "stderr.txt"
+        self._stderr = open(self.stderr_path, "wb")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def requests(self) -> list[dict]:
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+
+    def stop(self):
+        stop_process(self.proc)
+        self._stderr.close()
+
+
+class RunwayTestServer(LoggedServer):
     """runway_sdk_server.py as a real process on a free loopback port.
     ``requests()`` lists what it received (its request log)."""
 
     def __init__(self, workdir: Path, *, options: Optional[dict] = None, args=(),
                  env: Optional[dict] = None, python: str = sys.executable):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "requests.jsonl"
-        self.stderr_path = workdir / "stderr.txt"
+        self._open(workdir)
         full_env = dict(os.environ, RW_PORT="0", RW_HOST=HOST,
                         RW_MODEL_OPTIONS=json.dumps(options or {}), **(env or {}))
-        self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
             [python, str(RUNWAY_SDK_SERVER), "--request-log", str(self.log_path), *args],
             stdout=subprocess.PIPE, stderr=self._stderr, env=full_env, text=True)
@@ -173,18 +195,6 @@ class RunwayTestServer:
     def wait_ready(self, timeout: float = 15) -> "RunwayTestServer":
         self.wait_line("RUNWAY_TEST_SERVER_READY", timeout)
         return self
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def requests(self) -> list[dict]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
-
-    def stop(self):
-        stop_process(self.proc)
-        self._stderr.close()
 
 
 class ReplicateStandIn:

@@ -4,8 +4,8 @@
 stand-in's model written for the real SDK) through launch.py in ``.venv-runway-sdk``,
 the environment build.py makes from its hashed lock and the vendored SDK
 (buildtools/envs.py, RUNWAY_SDK). It has the stand-in's interface
-(tests/servers: RunwayTestServer): url, port, proc, wait_ready(), requests(),
-stderr(), stop().
+(tests/servers: RunwayTestServer): url, port, proc, wait_ready(), and from their
+shared LoggedServer requests(), stderr(), stop().
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from typing import Optional
 import requests
 
 from runway_addon.core.runtimes.process import free_port
-from tests.helpers import stop_process, wait_until
+from tests.helpers import wait_until
+from tests.servers import LoggedServer
 
 HERE = Path(__file__).resolve().parent
 EVERY_TYPE = HERE / "every_type.py"
@@ -31,19 +32,16 @@ def sdk_python() -> Path:
     return envs.ensure(envs.RUNWAY_SDK)
 
 
-class RealSdkServer:
+class RealSdkServer(LoggedServer):
     def __init__(self, workdir: Path, *, options: Optional[dict] = None,
                  env: Optional[dict] = None, model: Path = EVERY_TYPE):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "requests.jsonl"
-        self.stderr_path = workdir / "stderr.txt"
+        self._open(workdir)
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         full_env = dict(os.environ, RW_HOST=HOST, RW_PORT=str(self.port),
                         RW_MODEL_OPTIONS=json.dumps(options or {}),
                         RW_REQUEST_LOG=str(self.log_path), **(env or {}))
         full_env.pop("PYTHONPATH", None)  # the SDK's venv, not the tests'
-        self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([str(sdk_python()), str(HERE / "launch.py"), str(model)],
                                      stdout=self._stderr, stderr=subprocess.STDOUT, env=full_env)
 
@@ -61,15 +59,3 @@ class RealSdkServer:
             raise TimeoutError(f"the SDK server was not ready in {timeout} s: "
                                f"{self.stderr()[-3000:]}")
         return self
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def requests(self) -> list[dict]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
-
-    def stop(self):
-        stop_process(self.proc)
-        self._stderr.close()
