@@ -185,3 +185,25 @@ def image(value) -> np.ndarray:
 def to01(a: np.ndarray) -> np.ndarray:
     """uint8 or uint16 pixels as floats in 0..1."""
     return a.astype(np.float64) / (65535.0 if a.dtype == np.uint16 else 255.0)
+
+
+# --------------------------------------------------------------------------- Blender drawing
+
+class Layout:
+    """A stand-in for bpy's UILayout that records what a draw() puts in it (labels,
+    operator buttons, menus, properties; nested rows and boxes share one log)."""
+
+    def __init__(self, log=None):
+        self.log = log if log is not None else []
+
+    def __getattr__(self, name):  # row(), column(), box(), prop(), operator(), ...
+        def call(*args, **kw):
+            if name in ("label", "operator", "menu", "prop"):
+                self.log.append((name, kw.get("text", ""), args[:2] if name != "prop"
+                                 else args[1:2]))
+            return Layout(self.log)
+        return call
+
+    @property
+    def labels(self) -> list[str]:
+        return [text for kind, text, _ in self.log if kind == "label"]

@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-from tests.helpers import ADDON_PKG
+from tests.helpers import ADDON_PKG, Layout
 
 pytestmark = pytest.mark.blender
 
@@ -161,21 +161,6 @@ def test_list_titles_tooltips_icons_and_links(blender, directory):
     assert mod.short_url("https://github.com/xinntao/Real-ESRGAN/") == \
         "github.com/xinntao/Real-ESRGAN"
     assert mod.short_url("https://www.example.com/" + "a" * 80).endswith("\u2026")
-
-
-class Layout:
-    """A stand-in layout that records labels and operator buttons."""
-
-    def __init__(self, log=None):
-        self.log = log if log is not None else []
-
-    def __getattr__(self, name):  # row(), column(), box(), prop(), operator(), ...
-        def call(*args, **kw):
-            if name in ("label", "operator", "menu", "prop"):
-                self.log.append((name, kw.get("text", ""), args[:2] if name != "prop"
-                                 else args[1:2]))
-            return Layout(self.log)
-        return call
 
 
 def draw_all(blender, mod, d):

@@ -188,7 +188,7 @@ def test_test_connection_says_what_it_found_without_blocking(blender, endpoint, 
 
 
 def test_the_preferences_draw_the_endpoint_as_it_is(blender, endpoint, monkeypatch):
-    from tests.blender.test_directory import Layout
+    from tests.helpers import Layout
     p = prefs(blender)
     mod = prefs_mod()
 
@@ -228,7 +228,7 @@ def test_the_preferences_draw_the_endpoint_as_it_is(blender, endpoint, monkeypat
 def test_the_docker_engine_address_has_one_place_each(blender, endpoint):
     """This computer's engine in the Local Docker engine field (a socket); a remote
     engine only as a Remote Docker engine endpoint, with its port setting there."""
-    from tests.blender.test_directory import Layout
+    from tests.helpers import Layout
     p = prefs(blender)
     mod = prefs_mod()
     sessions = __import__(ADDON_PKG + ".blender.sessions", fromlist=["_"])

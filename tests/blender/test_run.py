@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from runway_addon.core.runtimes.process import process_start_time
-from tests.helpers import byte_image, known_pixels, mod, pixels_top_down, wait_until
+from tests.helpers import Layout, byte_image, known_pixels, mod, pixels_top_down, wait_until
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 
@@ -393,17 +393,6 @@ def test_status_bar_shows_runs_in_flight_and_panels_draw(runway):
     and without a run in flight (drawn through a stand-in layout that records labels)."""
     bpy = runway
     panels, engine, props = mod("blender.panels"), mod("blender.engine"), mod("blender.props")
-
-    class Layout:
-        def __init__(self):
-            self.labels = []
-
-        def __getattr__(self, name):  # row(), column(), box(), prop(), operator(), ...
-            def call(*args, **kw):
-                if name == "label":
-                    self.labels.append(kw.get("text", ""))
-                return self
-            return call
 
     class Fake:
         layout = Layout()
