@@ -13,7 +13,12 @@ MODE is one of
                picture itself, inside a timer step, so the run cannot end in between;
 - ``after``:   the same run finished, its result shown in an Image Editor (left of the 3D View);
 - ``texture``: the output sent to a material texture and a sequencer strip: 3D View above,
-               Shader Editor and Sequencer below.
+               Shader Editor and Sequencer below;
+- ``directory``: the Model Directory with its filters and sort open, person segmentation's
+               card below (thumbnails to enlarge, its template);
+- ``workspace``: a workspace ("Lookdev") holding a model added from a folder (a copy of the
+               shelf's style-transfer folder, added with *Add Your Model*), selected, its card below;
+- ``preferences``: the add-on's preferences in the main area (Local Docker engine, endpoints).
 
 The model really runs: the engine's timer drives it, as after a click on Run. The script
 sets up a small scene (Cycles, 16 samples, 480x270), selects the model in the Model
@@ -155,6 +160,60 @@ def configure_runway():
             log("mounts", [line.split()[1] for line in f if line.split()[1].startswith("/root")])
 
 
+def configure_directory():
+    """The directory pictures: no run, the list and a card."""
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    if CACHE:
+        prefs.cache_folder = CACHE
+    directory = mod("directory")
+    wm = bpy.context.window_manager
+    directory.sync_entries(wm.runway_directory)
+    d = wm.runway_directory
+    d.show_filters = MODE == "directory"
+    if MODE == "directory":
+        d.sort = "NAME"
+        d.active = [m.name for m in d.models].index("person-segmentation")
+        return
+    import shutil
+    import tempfile
+    shelf = directory.core_catalog.builtin_models_dir()
+    folder = os.path.join(tempfile.mkdtemp(prefix="my-models-"), "watercolour-look")
+    shutil.copytree(shelf / "style-transfer", folder,
+                    ignore=shutil.ignore_patterns("card.json", "gallery"))
+    store = directory.workspace_store()
+    ws = store.create("Lookdev", ["upscale", "denoise"])
+    bpy.context.scene.runway_workspace = ws.id
+    result = bpy.ops.runway.model_add(kind="FOLDER", folder=folder,
+                                      title="Watercolour Look (my style network)",
+                                      short_title="Watercolour Look", keywords="mine, lookdev",
+                                      overview="My own copy of the style network, tuned for "
+                                               "the watercolour look of this project.")
+    log("model_add ->", result)
+    name = directory.selected_card(d).name
+    store.move_model(ws.id, name, -2)  # first in the workspace
+    directory.select_model(d, name)
+    log("workspace", store.get(ws.id).models, "selected", name)
+
+
+def configure_preferences():
+    prefs = bpy.context.preferences
+    prefs.active_section = "ADDONS"
+    bpy.context.window_manager.addon_search = "Runway"
+    area = areas("VIEW_3D")[0]
+    area.type = "PREFERENCES"
+    with bpy.context.temp_override(window=window(), area=area):
+        bpy.ops.preferences.addon_expand(module=PKG)
+    p = prefs.addons[PKG].preferences
+    for name, kind, url in (("Studio GPU", "URL", "https://gpu.example.com:5000"),
+                            ("Render farm engine", "DOCKER_HOST", "tcp://farm.example.com:2376")):
+        bpy.ops.runway.endpoint_add()
+        ep = p.endpoints[-1]
+        ep.name, ep.kind, ep.url = name, kind, url
+    p.active_endpoint = 0
+    for a in window().screen.areas:
+        a.tag_redraw()
+
+
 def environment():
     process = __import__(f"{PKG}.core.runtimes.process", fromlist=["_"])
     card = mod("props").model(MODEL).card
@@ -256,10 +315,15 @@ def park_mouse():
 def crop_line():
     """The part of the window the picture keeps (the driver crops to it)."""
     win = window()
+    if MODE == "preferences":
+        area = areas("PREFERENCES")[0]
+        print(f"RW-CROP {area.x} {win.height - (area.y + area.height)} {area.width} "
+              f"{area.height}", flush=True)
+        return
     area, region = sidebar()
     top = 0
     right = region.x + region.width
-    if MODE in ("before", "during"):
+    if MODE in ("before", "during", "directory", "workspace"):
         left = max(0, region.x - 340)
         bottom = win.height - area.y
     elif MODE == "after":
@@ -360,9 +424,24 @@ def tick():
 
 def step_setup():
     build_scene()
-    configure_runway()
+    if MODE in ("directory", "workspace"):
+        configure_directory()
+    else:
+        configure_runway()
     arrange()
     return 0.5
+
+
+def step_setup_preferences():
+    configure_preferences()
+    return 2.0
+
+
+def step_park_corner():
+    # Below the preferences' section buttons: no widget there, so no tooltip.
+    win = window()
+    subprocess.run(["xdotool", "mousemove", "--sync", "60", str(win.height - 60)], timeout=30)
+    return 2.0
 
 
 def step_layout():
@@ -528,13 +607,19 @@ PREPARE = [step_setup, step_layout, step_layout_more, step_tab, step_widen_sideb
            step_collapse_card, step_park]
 if MODE == "before":
     steps = [*PREPARE, step_ready]
+elif MODE in ("directory", "workspace"):  # the card stays open
+    steps = [step_setup, step_layout, step_layout_more, step_tab, step_widen_sidebar,
+             step_park, step_ready]
+elif MODE == "preferences":
+    steps = [step_setup_preferences, step_park_corner, step_ready]
 elif MODE == "during":
     steps = [*PREPARE, step_run, step_wait_in_flight, step_ready]
 elif MODE in ("after", "texture"):
     steps = [*PREPARE, step_run, step_wait_done, step_show_results, step_show_results_again,
              step_park, step_ready]
 else:
-    raise SystemExit(f"unknown mode {MODE!r}: before, during, after or texture")
+    raise SystemExit(f"unknown mode {MODE!r}: before, during, after, texture, directory, "
+                     f"workspace or preferences")
 
 log("mode", MODE, "cache", CACHE or "(preferences' default)")
 bpy.app.timers.register(tick, first_interval=0.5)

@@ -1,13 +1,16 @@
-"""Regenerate the Run panel screenshots of the README in a real Blender 4.3.2 window.
+"""Regenerate the README's screenshots (Run panel, directory, workspace, preferences) in a
+real Blender 4.3.2 window.
 
 Run from the repository root, as root (chroot, mounts), on Linux x86-64::
 
-    python3 docs/screenshots.py                  # all four
+    python3 docs/screenshots.py                  # all of them
     python3 docs/screenshots.py before after     # some of them
     python3 docs/screenshots.py --no-build ...   # reuse dist/runway-0.1.0-linux_x64.zip
 
 Names: ``before`` (docs/img/run_before.png), ``during`` (run_during.png), ``after``
-(run_after.png), ``texture`` (texture_and_strip.png).
+(run_after.png), ``texture`` (texture_and_strip.png), ``directory`` (directory.png),
+``workspace`` (workspace.png, a workspace with a model you added), ``preferences``
+(preferences.png).
 
 What it does, with the standard library and ``buildtools`` only:
 
@@ -61,6 +64,9 @@ SHOTS = {
     "during": ("run_during.png", "1600x1150"),
     "after": ("run_after.png", "1600x1150"),
     "texture": ("texture_and_strip.png", "1600x1400"),
+    "directory": ("directory.png", "1600x1500"),
+    "workspace": ("workspace.png", "1600x1300"),
+    "preferences": ("preferences.png", "1500x950"),
 }
 
 
