@@ -14,11 +14,15 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pytest
+
+from runway_addon.core.errors import Cancelled
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON_PKG = "bl_ext.user_default.runway"  # the extension installed from its zip
@@ -56,6 +60,27 @@ def wait_until(predicate, timeout: float = 15.0, step: float = 0.1) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+def in_threads(work, n: int, timeout: Optional[float] = None) -> None:
+    """Call ``work(0)`` ... ``work(n - 1)`` at once, each in its own thread, and wait
+    for them all (each up to ``timeout`` s)."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+
+
+def run_cancelled(client, inputs: dict, *args, after: float) -> tuple[Cancelled, float]:
+    """``client.run(inputs, *args)`` with a cancel event set ``after`` seconds in; the run
+    must raise Cancelled. The error and the seconds until it came."""
+    cancel = threading.Event()
+    threading.Timer(after, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled) as err:
+        client.run(inputs, *args, cancel_event=cancel)
+    return err.value, time.monotonic() - started
 
 
 DOCKER_TEST_MODELS = ROOT / "tests" / "model_servers" / "docker"

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import wave
 
 import numpy as np
@@ -23,7 +22,7 @@ from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
 from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
-from tests.helpers import ROOT, wait_until
+from tests.helpers import ROOT, in_threads, run_cancelled, wait_until
 from tests.servers import COG_MODELS as MODELS
 
 
@@ -392,12 +391,8 @@ def test_failed_prediction_raises_with_error_and_logs(cog_client):
 @pytest.mark.slow
 def test_cancel_event_stops_a_slow_run(cog_client):
     client = cog_client("slow")
-    stop = threading.Event()
-    threading.Timer(0.5, stop.set).start()
-    t0 = time.monotonic()
-    with pytest.raises(Cancelled):
-        client.run({"seconds": 30}, cancel_event=stop)
-    assert time.monotonic() - t0 < 5
+    _, took = run_cancelled(client, {"seconds": 30}, after=0.5)
+    assert took < 5
     # The cancelled prediction frees the slot: the server goes back to READY
     # (wait_until_ready would also accept BUSY, so poll for READY itself).
     assert wait_until(lambda: client.health().state is HealthState.READY, 5, step=0.05)
@@ -442,11 +437,7 @@ def test_busy_409_is_retried(cog_client):
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    in_threads(work, 2, timeout=30)
     assert errors == [] and len(results) == 2
     assert all(r.outputs["output"] == "slept 0.6" for r in results)
     assert 409 in statuses  # one of them really did meet a busy server

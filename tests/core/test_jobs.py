@@ -20,7 +20,7 @@ from runway_addon.core.jobs import (Done, Failure, Job, JobQueue, JobState, Mode
 from runway_addon.core.runtimes.base import SessionState
 from runway_addon.core.runtimes.process import (ProcessSession, default_cache_dir,
                                                 process_start_time)
-from tests.helpers import ROOT, wait_until
+from tests.helpers import ROOT, in_threads, wait_until
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
@@ -88,11 +88,7 @@ def test_concurrent_submits_from_many_threads(engine):
             with lock:
                 handles.append(h)
 
-    threads = [threading.Thread(target=submit_some, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(submit_some, 4)
     events_of(engine, handles)
     assert sorted(h.result.outputs["output"] for h in handles) == \
         sorted(f"{k}.{i}" for k in range(4) for i in range(3))

@@ -29,7 +29,7 @@ from runway_addon.core.errors import RunwayError
 from runway_addon.core.runtimes.base import RuntimeFailed
 from runway_addon.core.runtimes.model_envs import ENV_STAMP, ModelEnvironment
 from runway_addon.core.runtimes.processes import process_cmdline
-from tests.helpers import python_env, wait_until
+from tests.helpers import in_threads, python_env, wait_until
 
 pytestmark = [pytest.mark.network, pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")]
@@ -267,11 +267,7 @@ def test_two_builds_at_once_make_one_good_environment(tmp_path, wheel):
         except BaseException as e:  # reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=build, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(build, 2)
     assert errors == []
     built = [e for e in events if any(m.startswith("installing") for m in e)]
     assert len(built) == 1  # pip ran once

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
 
 import numpy as np
@@ -13,13 +12,13 @@ from PIL import Image
 
 from runway_addon.core.client import connect
 from runway_addon.core.codecs import FileValue
-from runway_addon.core.errors import (AuthError, Cancelled, RunwayError, ServerError,
+from runway_addon.core.errors import (AuthError, RunwayError, ServerError,
                                       SpecValidationError)
 from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.replicate import (ModelRef, ReplicateClient,
                                                    parse_model_ref)
 from runway_addon.core.spec import FileField, ImageField, NumberField, Protocol
-from tests.helpers import wait_until
+from tests.helpers import run_cancelled, wait_until
 from tests.servers import REPLICATE_TOKEN as TOKEN
 
 
@@ -231,12 +230,8 @@ def test_validation_before_sending_and_422_from_the_server(stand_in, make_client
 @network
 def test_cancel_event_cancels_on_the_server(stand_in, make_client):
     client = make_client("test/slow", wait=1)
-    cancel = threading.Event()
-    threading.Timer(1.6, cancel.set).start()
-    started = time.monotonic()
-    with pytest.raises(Cancelled):
-        client.run({"seconds": 30.0}, cancel_event=cancel)
-    assert time.monotonic() - started < 4.0
+    _, took = run_cancelled(client, {"seconds": 30.0}, after=1.6)
+    assert took < 4.0
     (pid,) = [p for p, rec in stand_in.predictions().items()
               if rec["model"] == "test/slow" and rec["input"] == {"seconds": 30.0}]
     prediction = stand_in.predictions()[pid]
@@ -250,12 +245,8 @@ def test_cancel_while_the_create_request_is_held(stand_in, make_client):
     """The id is unknown until the held create answers: run() returns at once and
     the prediction is cancelled as soon as Replicate names it."""
     client = make_client("test/slow", wait=2)
-    cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
-    with pytest.raises(Cancelled):
-        client.run({"seconds": 29.0}, cancel_event=cancel)
-    assert time.monotonic() - started < 1.5
+    _, took = run_cancelled(client, {"seconds": 29.0}, after=0.3)
+    assert took < 1.5
     def canceled():
         return [rec for rec in stand_in.predictions().values()
                 if rec["input"] == {"seconds": 29.0} and rec["status"] == "canceled"]

@@ -39,6 +39,7 @@ from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, Category
                                     ImageLandmarksField, ImagePointField, NumberField, Protocol,
                                     SegmentationField, TextField, VectorField)
 
+from tests.helpers import run_cancelled
 from tests.servers import RUNWAY_SDK_SERVER as SERVER, RunwayTestServer
 from tests.servers.runway_sdk_real import EVERY_TYPE, HERE as SDK_MODELS, RealSdkServer, sdk_python
 
@@ -569,13 +570,9 @@ def test_image_size_checked_client_side_not_by_server(client, server):
 @pytest.mark.network
 def test_cancel_event_abandons_a_slow_run(client):
     client.spec()
-    cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
-    with pytest.raises(Cancelled) as err:
-        client.run({"seconds": 5}, "slow", cancel_event=cancel)
-    assert time.monotonic() - started < 2
-    assert "cannot stop" in err.value.hint
+    err, took = run_cancelled(client, {"seconds": 5}, "slow", after=0.3)
+    assert took < 2
+    assert "cannot stop" in err.hint
 
 
 @pytest.mark.network
