@@ -28,6 +28,7 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorPro
 
 from ..core import catalog as core_catalog
 from ..core.errors import RunwayError
+from ..core.jobfile import OUTPUT_PATH
 from . import outputs as blender_outputs
 from .preferences import RUNTIMES
 
@@ -174,7 +175,7 @@ def _output_props(f) -> dict:
             name="Replace", description="Overwrite the result of an earlier run (same name or "
                                         "path) instead of making a new, numbered one"),
         prop_id("out", f.name, "path"): StringProperty(
-            name="Path", subtype="FILE_PATH", default="//runway/{model}_{output}_{frame:04d}",
+            name="Path", subtype="FILE_PATH", default=OUTPUT_PATH,
             description="File path template: {model}, {output}, {frame}, {run}; // is the "
                         ".blend's folder"),
         prop_id("out", f.name, "format"): EnumProperty(name="Format", items=_enum(FILE_FORMATS)),

@@ -31,6 +31,11 @@ PASS = Literal["COMBINED", "DIFFUSE_COLOR", "NORMAL", "DEPTH", "MIST"]
 TARGET = Literal["IMAGE_EDITOR", "TEXTURE", "STRIP", "FILE", "TEXT", "OVERLAY", "OBJECTS"]
 FORMAT = Literal["PNG8", "PNG16", "EXR", "JPEG", "ASIS"]
 MAX_FRAMES = 100_000
+# An output's defaults, the same for a job file and the Run panel: a file per frame in
+# runway/ beside the .blend, 8-bit PNG, a material's Base Color.
+OUTPUT_PATH = "//runway/{model}_{output}_{frame:04d}"
+OUTPUT_FORMAT = "PNG8"
+OUTPUT_SOCKET = "Base Color"
 
 
 class JobFileError(RunwayError):
@@ -104,9 +109,9 @@ class OutputTarget(_Strict):
     target: TARGET
     name: str = ""
     replace: bool = False
-    path: str = "//runway/{model}_{output}_{frame:04d}"
-    format: FORMAT = "PNG8"
-    socket: str = "Base Color"
+    path: str = OUTPUT_PATH
+    format: FORMAT = OUTPUT_FORMAT
+    socket: str = OUTPUT_SOCKET
 
 
 _SOURCE_KEYS = {"source", "pass", "pass_", "image", "strip", "text", "path", "value"}

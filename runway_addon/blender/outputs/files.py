@@ -13,6 +13,7 @@ import numpy as np
 import bpy
 
 from ...core import codecs
+from ...core.jobfile import OUTPUT_FORMAT, OUTPUT_PATH
 from .images import image_from_bytes
 from .targets import Applied, OutputError, PreparedImage, RunInfo, Write
 from .text import segment_ids, text_of
@@ -29,7 +30,7 @@ def result_path(template: str, run: RunInfo, output: str) -> tuple[str, bool]:
     values = {k: _PATH_UNSAFE.sub("_", str(v)) for k, v in
               (("model", run.model), ("output", output), ("run", run.run_id or "run"))}
     try:
-        filled = (template or "//runway/{model}_{output}_{frame:04d}").format(
+        filled = (template or OUTPUT_PATH).format(
             frame=int(run.frame), **values)
     except (KeyError, IndexError, ValueError) as e:
         raise OutputError(f"the path template {template!r} is broken: {e}",
@@ -136,7 +137,7 @@ def _extension_for(mime) -> str:
 def write_result_file(w: Write, *, fmt: Optional[str] = None) -> tuple[str, str, str]:
     """Write the output to its file (+ sidecar). Returns (path, kind, note); kind is
     image, audio, video, text or file."""
-    fmt = (fmt or w.target.file_format or "PNG8").upper()
+    fmt = (fmt or w.target.file_format or OUTPUT_FORMAT).upper()
     base, in_temp = result_path(w.target.path, w.run, w.output)
     value = as_file(w.field, w.value)
     note = ""

@@ -10,6 +10,7 @@ import numpy as np
 import bpy
 
 from ...core import codecs
+from ...core.jobfile import OUTPUT_FORMAT, OUTPUT_PATH, OUTPUT_SOCKET
 from ...core.errors import RunwayError
 
 
@@ -73,9 +74,9 @@ class Target:
     target: str
     name: str = ""
     replace: bool = False
-    path: str = "//runway/{model}_{output}_{frame:04d}"
-    file_format: str = "PNG8"
-    socket: str = "Base Color"
+    path: str = OUTPUT_PATH
+    file_format: str = OUTPUT_FORMAT
+    socket: str = OUTPUT_SOCKET
     colorspace: str = ""
     frame_start: Optional[int] = None
     channel: int = 0
