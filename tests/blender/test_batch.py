@@ -178,16 +178,22 @@ def echo_job(out: Path, frames: str, on_failure: str) -> dict:
             "frames": frames, "on_failure": on_failure}
 
 
+def run_with_handler(bpy, tmp_path: Path, handler, **data):
+    """Write the job and run it with an event log; the frame handler (``echo_scene``,
+    ``image_gone_on``) comes off however the run ends. The result, words and log path."""
+    log = tmp_path / "log.jsonl"
+    try:
+        result, words = run_job(bpy, write_job(tmp_path, "job.json", **data), log=str(log))
+    finally:
+        bpy.app.handlers.frame_change_post.remove(handler)
+    return result, words, log
+
+
 def test_skip_finishes_the_other_frames_and_the_job_fails(runway, tmp_path):
     bpy = runway
     _, handler = echo_scene(bpy, tmp_path, crash_on=2)
     out = tmp_path / "out"
-    log = tmp_path / "log.jsonl"
-    try:
-        job = write_job(tmp_path, "job.json", **echo_job(out, "1-4", "skip"))
-        result, words = run_job(bpy, job, log=str(log))
-    finally:
-        bpy.app.handlers.frame_change_post.remove(handler)
+    result, words, log = run_with_handler(bpy, tmp_path, handler, **echo_job(out, "1-4", "skip"))
     assert result == {"CANCELLED"}, result
     assert "job failed: 3/4 frames done" in words and "frame 2" in words, words
     assert sorted(p.name for p in out.glob("*.txt")) == \
@@ -211,12 +217,7 @@ def test_stop_runs_no_frame_after_the_failing_one(runway, tmp_path):
     bpy = runway
     _, handler = echo_scene(bpy, tmp_path, crash_on=2)
     out = tmp_path / "out"
-    log = tmp_path / "log.jsonl"
-    try:
-        job = write_job(tmp_path, "job.json", **echo_job(out, "1-5", "stop"))
-        result, words = run_job(bpy, job, log=str(log))
-    finally:
-        bpy.app.handlers.frame_change_post.remove(handler)
+    result, words, log = run_with_handler(bpy, tmp_path, handler, **echo_job(out, "1-5", "stop"))
     assert result == {"CANCELLED"}, result
     assert "frame 2" in words and "not run" in words, words
     lines = read_log(log)
@@ -260,16 +261,11 @@ def test_a_frame_whose_input_cannot_be_read(runway, tmp_path, on_failure, files)
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     sent, handler = image_gone_on(bpy, 2)
     out = tmp_path / "out"
-    log = tmp_path / "log.jsonl"
-    try:
-        job = write_job(tmp_path, "job.json", model={"catalog": "identity"},
-                        inputs={"image": {"source": "image", "image": "Pic"}},
-                        outputs={"output": {"target": "FILE",
-                                            "path": str(out / "p_{frame:04d}")}},
-                        frames="1-4", on_failure=on_failure)
-        result, words = run_job(bpy, job, log=str(log))
-    finally:
-        bpy.app.handlers.frame_change_post.remove(handler)
+    result, words, log = run_with_handler(
+        bpy, tmp_path, handler, model={"catalog": "identity"},
+        inputs={"image": {"source": "image", "image": "Pic"}},
+        outputs={"output": {"target": "FILE", "path": str(out / "p_{frame:04d}")}},
+        frames="1-4", on_failure=on_failure)
     assert result == {"CANCELLED"} and "frame 2" in words and "Pic" in words, words
     assert sorted(p.name for p in out.glob("*.png")) == files
     for name in files:
