@@ -61,6 +61,21 @@ def _setup_seconds(url: str) -> float:
     return process._setup_seconds(health) or 0.0
 
 
+def wait_ready(url: str, proc: Optional[subprocess.Popen] = None) -> None:
+    """Poll ``url``'s /health-check every POLL s until it answers READY (the bare
+    baselines, here and in bench_cold_start_docker.py); ``proc`` exiting first ends
+    the benchmark."""
+    while True:
+        try:
+            if requests.get(f"{url}/health-check", timeout=1).json()["status"] == "READY":
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"bare server exited with {proc.returncode}")
+        time.sleep(POLL)
+
+
 def bench_bare(model_dir: Path, args) -> Sample:
     """The server command by hand: what any runtime has to pay at least."""
     env_dir = ModelEnvironment(model_dir, args.env_root).path
@@ -73,15 +88,7 @@ def bench_bare(model_dir: Path, args) -> Sample:
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        while True:
-            try:
-                if requests.get(f"{url}/health-check", timeout=1).json()["status"] == "READY":
-                    break
-            except (requests.RequestException, ValueError):
-                pass
-            if proc.poll() is not None:
-                raise SystemExit(f"bare server exited with {proc.returncode}")
-            time.sleep(POLL)
+        wait_ready(url, proc)
         ready = time.perf_counter() - t0
         setup = _setup_seconds(url)
     finally:

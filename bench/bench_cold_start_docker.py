@@ -24,8 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import requests
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -52,16 +50,6 @@ def _tag(model_dir: Path) -> str:
     return f"runway-bench/{model_dir.name.lower()}:latest"
 
 
-def _wait_ready(url: str) -> None:
-    while True:
-        try:
-            if requests.get(f"{url}/health-check", timeout=1).json()["status"] == "READY":
-                return
-        except (requests.RequestException, ValueError):
-            pass
-        time.sleep(cold.POLL)
-
-
 def bench_docker_bare(model_dir: Path, args) -> Sample:
     client = _engine()
     t0 = time.perf_counter()
@@ -71,7 +59,7 @@ def bench_docker_bare(model_dir: Path, args) -> Sample:
         container.reload()
         port = container.attrs["NetworkSettings"]["Ports"][f"{CONTAINER_PORT}/tcp"][0]["HostPort"]
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url)
+        cold.wait_ready(url)
         ready = time.perf_counter() - t0
         setup = cold._setup_seconds(url)
     finally:
