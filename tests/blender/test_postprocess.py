@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -64,8 +65,11 @@ def digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def test_animation_render_every_frame_through_the_model(runway, tmp_path):
+def test_animation_render_every_frame_through_the_model(runway, tmp_path, monkeypatch):
     bpy = runway
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where frames are saved for the model
     scene = animated_scene(bpy, tmp_path)
     set_up_post(bpy, scene, to_strip=True)
     bpy.ops.render.render(animation=True)
@@ -96,6 +100,8 @@ def test_animation_render_every_frame_through_the_model(runway, tmp_path):
     # The preview image shows the last frame.
     preview = bpy.data.images["Runway post: identity"]
     assert preview.size[:] == (24, 16)
+    # Each frame was saved for the model in a folder of its own, removed after its run.
+    assert not list(scratch.glob("runway-post-*"))
 
 
 def test_originals_are_never_touched_and_reruns_number_their_results(runway, tmp_path):
