@@ -34,6 +34,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "core/jobs/events.py": ("tests/core/test_jobs_fast.py",),
     "core/jobs/queue.py": ("tests/core/test_jobs_fast.py",),
     "core/jobs/pool.py": ("tests/core/test_jobs_fast.py",),
+    **{f"core/codecs/{m}.py": ("tests/core/test_codecs.py",)
+       for m in ("naming", "pixels", "colour", "png", "exr", "transport", "values")},
 }
 
 # Property tests left out of mutation runs: each fuzzes hundreds of values and would

@@ -380,11 +380,13 @@ def test_specs_from_a_folder_and_from_a_saved_file(tmp_path):
     assert err.value.message == (f"cannot read the model's saved spec {str(saved)!r}: "
                                  "No such file or directory")
     assert err.value.hint == "Add the model again to save its spec."
+    assert err.value.path == str(saved)
     saved.write_text('{"protocol": "cog"}')
     with pytest.raises(CatalogError) as err:
         catalog.load_spec(user)
     assert err.value.message == (f"the model's saved spec {str(saved)!r} is invalid: "
                                  "commands: Field required")
+    assert err.value.path == str(saved) and err.value.hint == "Add the model again to save its spec."
     spec = ModelSpec(protocol=Protocol.COG, commands=[{"name": "predict"}])
     saved.write_text(spec.model_dump_json())
     assert catalog.load_spec(user) == spec

@@ -5,6 +5,7 @@ against real Cog servers and the local-process runtime is tests/core/test_jobs.p
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from pathlib import Path
@@ -97,9 +98,10 @@ def test_model_refs_name_themselves_and_refuse_unknown_kinds():
 
 
 def test_model_ref_from_a_card(tmp_path):
-    folder = tmp_path / "edge"
+    folder = tmp_path / "edge-v2"
     card = SimpleNamespace(name="edge", folder=str(folder), source=None)
     assert ModelRef.from_card(card) == ModelRef("folder", str(folder.resolve()), "edge")
+    assert ModelRef.from_card(SimpleNamespace(name="edge", folder=str(folder))).name == "edge"
     for kind in ("url", "image", "replicate"):
         card = SimpleNamespace(name="mine", folder="", source=SimpleNamespace(kind=kind,
                                                                              value="v"))
@@ -120,6 +122,7 @@ def test_deferred_values_are_resolved_only_by_resolve_inputs():
 
     d = Deferred(load, 2, 3, describe="render")
     assert repr(d) == "Deferred(render)" and repr(Deferred(load)) == "Deferred(load)"
+    assert repr(Deferred(functools.partial(load, 1))) == "Deferred(value)"  # no __name__
     assert calls == []
     assert resolve_inputs({"x": d, "y": 7}) == {"x": 5, "y": 7} and calls == [(2, 3)]
 
