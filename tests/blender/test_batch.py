@@ -170,12 +170,17 @@ def echo_scene(bpy, tmp_path: Path, crash_on: int):
     return text, per_frame
 
 
-def echo_job(out: Path, frames: str, on_failure: str) -> dict:
-    return {"model": {"catalog": "echo"}, "runtime": "LOCAL_PROCESS",
-            "inputs": {"text": {"source": "text", "text": "Line"}, "repeat": 2},
-            "outputs": {"output": [{"target": "FILE", "path": str(out / "echo_{frame:04d}")},
-                                   {"target": "TEXT", "name": "Echo"}]},
-            "frames": frames, "on_failure": on_failure}
+def run_echo_crashing_on_2(bpy, tmp_path: Path, frames: str, on_failure: str):
+    """The echo job over ``frames`` (files in tmp_path/out, Text datablocks "Echo"),
+    its worker dying on frame 2: the result, words and log path of run_with_handler."""
+    _, handler = echo_scene(bpy, tmp_path, crash_on=2)
+    out = tmp_path / "out"
+    return run_with_handler(
+        bpy, tmp_path, handler, model={"catalog": "echo"}, runtime="LOCAL_PROCESS",
+        inputs={"text": {"source": "text", "text": "Line"}, "repeat": 2},
+        outputs={"output": [{"target": "FILE", "path": str(out / "echo_{frame:04d}")},
+                            {"target": "TEXT", "name": "Echo"}]},
+        frames=frames, on_failure=on_failure)
 
 
 def run_with_handler(bpy, tmp_path: Path, handler, **data):
@@ -191,9 +196,8 @@ def run_with_handler(bpy, tmp_path: Path, handler, **data):
 
 def test_skip_finishes_the_other_frames_and_the_job_fails(runway, tmp_path):
     bpy = runway
-    _, handler = echo_scene(bpy, tmp_path, crash_on=2)
     out = tmp_path / "out"
-    result, words, log = run_with_handler(bpy, tmp_path, handler, **echo_job(out, "1-4", "skip"))
+    result, words, log = run_echo_crashing_on_2(bpy, tmp_path, "1-4", "skip")
     assert result == {"CANCELLED"}, result
     assert "job failed: 3/4 frames done" in words and "frame 2" in words, words
     assert sorted(p.name for p in out.glob("*.txt")) == \
@@ -215,9 +219,8 @@ def test_stop_runs_no_frame_after_the_failing_one(runway, tmp_path):
     (frame 3, read while the model worked on 2, is cancelled unless it was already
     done), and the job fails."""
     bpy = runway
-    _, handler = echo_scene(bpy, tmp_path, crash_on=2)
     out = tmp_path / "out"
-    result, words, log = run_with_handler(bpy, tmp_path, handler, **echo_job(out, "1-5", "stop"))
+    result, words, log = run_echo_crashing_on_2(bpy, tmp_path, "1-5", "stop")
     assert result == {"CANCELLED"}, result
     assert "frame 2" in words and "not run" in words, words
     lines = read_log(log)
