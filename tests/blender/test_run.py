@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -350,11 +349,10 @@ def test_ui_driver_cancel_warm_reuse_and_file_load_stops_sessions(runway):
     setattr(s, props.prop_id("in", "delay"), 20.0)
     long = eng.submit(bpy.context, "identity")
     assert wait_until(lambda: (eng.step(), long.state is jobs.JobState.RUNNING)[1], 30, 0.05)
-    t0 = time.perf_counter()
     for _ in range(20):
         eng.step()
-    assert time.perf_counter() - t0 < 2.0  # 20 steps, while a 20 s run is in flight
-    assert not long.finished.is_set()
+    # A step that waited for the model would have seen the 20 s run end.
+    assert not long.finished.is_set() and long.state is jobs.JobState.RUNNING
     bpy.ops.runway.cancel(model="identity")
     assert wait_until(lambda: (eng.step(), long.finished.is_set())[1], 15, 0.05)
     eng.step()

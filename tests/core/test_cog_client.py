@@ -406,7 +406,7 @@ def test_cancel_by_run_id(cog_client):
     errors = []
     # Start from an idle server: a slot still freeing after an earlier test reads
     # BUSY too, and a cancel sent then would find no such run.
-    wait_until(lambda: client.health().state is HealthState.READY, 10, step=0.05)
+    assert wait_until(lambda: client.health().state is HealthState.READY, 10, step=0.05)
 
     def work():
         try:
@@ -416,7 +416,7 @@ def test_cancel_by_run_id(cog_client):
 
     t = threading.Thread(target=work)
     t.start()
-    wait_until(lambda: client.health().state is HealthState.BUSY, 5, step=0.05)
+    assert wait_until(lambda: client.health().state is HealthState.BUSY, 5, step=0.05)
     client.cancel("run-to-cancel")
     t.join(10)
     assert not t.is_alive() and len(errors) == 1 and isinstance(errors[0], Cancelled)
@@ -449,7 +449,7 @@ def test_busy_retry_is_bounded(cog_client):
     client = cog_client("slow")
     first = threading.Thread(target=client.run, args=({"seconds": 2.0},))
     first.start()
-    wait_until(lambda: client.health().state is HealthState.BUSY, 5, step=0.05)
+    assert wait_until(lambda: client.health().state is HealthState.BUSY, 5, step=0.05)
     other = CogClient(client.url, busy_timeout=0.3)
     try:
         with pytest.raises(ServerError) as e:

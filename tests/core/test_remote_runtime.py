@@ -209,9 +209,13 @@ def test_replicate_session_stop_cancels_its_running_predictions(stand_in):
 
     worker = threading.Thread(target=run)
     worker.start()
-    wait_until(lambda: [r for r in stand_in.predictions().values()
-                        if r["input"] == {"seconds": 27.0} and r["status"] == "processing"], 10)
-    time.sleep(1.2)  # past the 1 s hold: the run is polling now
+    assert wait_until(lambda: [r for r in stand_in.predictions().values()
+                               if r["input"] == {"seconds": 27.0} and
+                               r["status"] == "processing"], 10)
+    (pid,) = [k for k, r in stand_in.predictions().items() if r["input"] == {"seconds": 27.0}]
+    # Past the 1 s hold of its first answer: the client is polling the prediction now.
+    assert wait_until(lambda: any(r["method"] == "GET" and r["path"].endswith("/" + pid)
+                                  for r in stand_in.requests()), 10, 0.05)
     session.stop()
     worker.join(10)
     assert not worker.is_alive()
