@@ -97,24 +97,17 @@ def _value_props(role: str, f, choices: dict) -> dict:
     pid = prop_id(role, f.name)
     desc = (f.description or f.label)[:400]
     t = f.type
-    if t == "number":
-        kw = dict(name=f.label, description=desc, default=float(f.default if f.default is not None
-                                                                else (f.min or 0.0)))
+    if t in ("number", "integer"):
+        num, prop = (float, FloatProperty) if t == "number" else (int, IntProperty)
+        kw = dict(name=f.label, description=desc,
+                  default=num(f.default if f.default is not None else (f.min or 0)))
         if f.min is not None:
-            kw["soft_min"] = float(f.min)
+            kw["soft_min"] = num(f.min)
         if f.max is not None:
-            kw["soft_max"] = float(f.max)
-        if f.step:
+            kw["soft_max"] = num(f.max)
+        if t == "number" and f.step:
             kw["step"] = max(1, int(round(float(f.step) * 100)))  # Blender's step is 1/100
-        return {pid: FloatProperty(**kw)}
-    if t == "integer":
-        kw = dict(name=f.label, description=desc, default=int(f.default if f.default is not None
-                                                              else (f.min or 0)))
-        if f.min is not None:
-            kw["soft_min"] = int(f.min)
-        if f.max is not None:
-            kw["soft_max"] = int(f.max)
-        return {pid: IntProperty(**kw)}
+        return {pid: prop(**kw)}
     if t == "boolean":
         return {pid: BoolProperty(name=f.label, description=desc, default=bool(f.default))}
     if t == "category":
