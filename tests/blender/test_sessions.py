@@ -88,7 +88,7 @@ def test_docker_gpu_says_what_is_missing(prefs, shelf, addon_modules):
     prefs.default_runtime = "DOCKER_GPU"
     session = addon_modules("blender.sessions").open_session(shelf.get("upscale"))
     assert session.gpu
-    with pytest.raises(Exception, match="(?i)nvidia"):
+    with pytest.raises(addon_modules("core.runtimes.base").RuntimeFailed, match="(?i)nvidia"):
         session.start(timeout=60)
     assert session.state.value == "failed" and "NVIDIA" in session.reason
 
