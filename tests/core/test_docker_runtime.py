@@ -536,6 +536,31 @@ def test_start_stop_cycles_leave_nothing_behind(engine, images, sessions, owner)
     assert not engine.containers.list(all=True, filters={"label": f"{rt.OWNER_LABEL}={owner}"})
 
 
+def test_sessions_started_once_each_close_their_engine_connection(engine, images, sessions,
+                                                                    owner):
+    """As the job pool does (a new session per start): each session closes the engine
+    connection it opened, so open files do not grow with the number of sessions."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_soak", ROOT / "bench" / "bench_soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+
+    def once():
+        s = sessions()
+        s.start(timeout=120)
+        with s.client() as client:
+            assert client.run({"image": _pattern()}).outputs
+        s.stop()
+        assert s.state is SessionState.STOPPED
+
+    once()
+    base = soak.resources()
+    for _ in range(6):
+        once()
+    grown = soak.growth(base, soak.resources())
+    assert grown["fds"] <= 2, grown  # the leak kept about 1.5 sockets per session
+
+
 # ---------------------------------------------------------------- clean-up: whose containers stay
 
 def _labelled(engine, owner, pid, started=None, host=None):

@@ -313,6 +313,7 @@ class DockerSession(ModelSession):
         self.host_port: Optional[int] = None
         self.oom_killed = False
         self._client = client
+        self._owns_client = client is None  # made at start: closed at release
         self._container = None
         self._events = None  # the engine's event stream the watcher reads
         self._died: Optional[str] = None  # why the container ended, set by the watcher
@@ -650,6 +651,16 @@ class DockerSession(ModelSession):
         self.host_port = None
         if shared:
             shutil.rmtree(shared, ignore_errors=True)
+        if self._owns_client:
+            # Its connection pool holds sockets to the engine; a pool of sessions that
+            # each start once would otherwise keep them open until garbage collection.
+            with self._lock:
+                client, self._client = self._client, None
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:
+                    pass
 
     def logs(self) -> str:
         container = self._container
