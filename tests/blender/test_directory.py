@@ -87,8 +87,11 @@ def test_the_selected_card_is_whole(blender, directory):
 
 
 def test_the_panels_live_in_every_editor_sidebar(blender, directory):
-    for suffix in ("", "_image_editor", "_sequence_editor", "_node_editor"):
+    for space in ("VIEW_3D", "IMAGE_EDITOR", "SEQUENCE_EDITOR", "NODE_EDITOR"):
+        suffix = "" if space == "VIEW_3D" else "_" + space.lower()
         panel = getattr(blender.types, "RUNWAY_PT_directory" + suffix)
+        # Registered for that editor (every panel, drawn: test_panels_draw.py).
+        assert panel.is_registered and panel.bl_space_type == space
         assert panel.bl_region_type == "UI" and panel.bl_category == "Runway"
 
 
