@@ -12,6 +12,7 @@ import bpy
 from bpy.props import (CollectionProperty, EnumProperty, IntProperty, StringProperty)
 
 from ..core import tokens as core_tokens
+from .layout import wrapped
 
 # The add-on package (bl_ext.<repo>.runway), whatever repository it sits in.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
@@ -509,11 +510,10 @@ class RunwayPreferences(bpy.types.AddonPreferences):
             if result:
                 icon = "TIME" if result["state"] == "running" else \
                     ("CHECKMARK" if result["ok"] else "ERROR")
-                from .directory import _wrapped
                 sub = box.column()
                 sub.label(text={"TIME": "Testing\u2026", "CHECKMARK": "Connected",
                                 "ERROR": "Not connected"}[icon], icon=icon)
-                _wrapped(sub, result["text"], context)
+                wrapped(sub, result["text"], context)
 
         layout.label(text="Model catalog folders")
         col = layout.column(align=True)
