@@ -31,6 +31,7 @@ import pytest
 from PIL import Image
 
 from buildtools import envs
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "farm" / "openjd" / "runway-blender.yaml"
@@ -210,13 +211,12 @@ def test_a_cancel_leaves_no_model_server_behind(openjd, farm):
     with open(log, "w") as f:
         proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=farm.env())
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and '"event": "running", "frame": 1' not in \
-                log.read_text():
+        def frame_1_running():
             assert proc.poll() is None, log.read_text()[-4000:]
-            time.sleep(0.3)
-        time.sleep(1.0)
-        assert farm.servers(), log.read_text()[-4000:]  # the model is at work on frame 1
+            return '"event": "running", "frame": 1' in log.read_text()
+        assert wait_until(frame_1_running, 120, 0.3), log.read_text()[-4000:]
+        # The model is at work on frame 1: its server is up (a condition, not a sleep).
+        assert wait_until(farm.servers, 30, 0.1), log.read_text()[-4000:]
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
