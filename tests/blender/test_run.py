@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from runway_addon.core.runtimes.process import process_start_time
-from tests.helpers import Layout, byte_image, known_pixels, mod, pixels_top_down, wait_until
+from tests.helpers import byte_image, known_pixels, mod, pixels_top_down, wait_until
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 
@@ -386,15 +386,13 @@ def test_scripts_start_and_stop_sessions_and_read_logs(runway):
     assert process_start_time(pid) is None and engine.get().session_of("echo") is None
 
 
-def test_status_bar_shows_runs_in_flight_and_panels_draw(runway):
-    """The status bar item and every Run sub-panel's draw() run without error, with
-    and without a run in flight (drawn through a stand-in layout that records labels)."""
+def test_status_bar_shows_runs_in_flight_and_panels_draw(runway, capfd):
+    """The status bar item and every Run sub-panel, drawn into Blender's own layout in
+    the 3D View's sidebar, with and without a run in flight."""
+    import types
+    from tests.blender.test_panels_draw import Drawn, draw_panel, real_layout
     bpy = runway
     panels, engine, props = mod("blender.panels"), mod("blender.engine"), mod("blender.props")
-
-    class Fake:
-        layout = Layout()
-
     s = settings(bpy, "identity")
     setattr(s, props.prop_id("in", "image", "src"), "IMAGE")
     setattr(s, props.prop_id("in", "image", "image"), byte_image(bpy, "x", known_pixels()))
@@ -407,28 +405,27 @@ def test_status_bar_shows_runs_in_flight_and_panels_draw(runway):
     d = bpy.context.window_manager.runway_directory
     directory.sync_entries(d)
     d.active = [m.name for m in d.models].index("identity")
-    drawn = {}
-    for cls in (panels.RUNWAY_PT_run, panels.RUNWAY_PT_run_inputs,
-                panels.RUNWAY_PT_run_outputs):
-        panel = Fake()
-        panel.layout = Layout()
-        assert cls.poll(bpy.context)
-        cls.draw(panel, bpy.context)
-        drawn[cls.__name__] = panel.layout.labels
-    assert "Session: running" in drawn["RUNWAY_PT_run"], drawn
-    assert any("running" in l for l in drawn["RUNWAY_PT_run"])
-    assert "Output" in drawn["RUNWAY_PT_run_outputs"], drawn
-    bar = Fake()
-    bar.layout = Layout()
-    panels.draw_status_bar(bar, bpy.context)
-    assert any(l.startswith("Runway: ") and "running" in l for l in bar.layout.labels), \
-        bar.layout.labels
+    capfd.readouterr()
+    drawn = {cls.__name__: draw_panel(bpy, cls, capfd)[0]
+             for cls in (panels.RUNWAY_PT_run, panels.RUNWAY_PT_run_inputs,
+                         panels.RUNWAY_PT_run_outputs)}
+    run_panel = drawn["RUNWAY_PT_run"]
+    assert "Session: running" in run_panel.texts, run_panel
+    assert any("running" in t for t in run_panel.texts if t != "Session: running")
+    # Busy: Run Again and Cancel, both for this model.
+    assert "Run Again" in run_panel.texts and "runway.cancel" in run_panel.operators
+    assert "Output" in drawn["RUNWAY_PT_run_outputs"].texts, drawn
+    assert props.prop_id("in", "delay") in drawn["RUNWAY_PT_run_inputs"].props
+
+    def status_bar():
+        bar = types.SimpleNamespace(layout=real_layout(bpy))
+        panels.draw_status_bar(bar, bpy.context)
+        return Drawn(bar.layout)
+    busy = status_bar()
+    assert any(t.startswith("Runway: ") and "running" in t for t in busy.texts), busy
     handle.cancel()
     eng.wait([handle], timeout=30)
-    idle = Fake()
-    idle.layout = Layout()
-    panels.draw_status_bar(idle, bpy.context)
-    assert idle.layout.labels == []  # nothing in flight: nothing in the status bar
+    assert status_bar().items == []  # nothing in flight: nothing in the status bar
 
 
 def test_run_again_reproduces_a_result_and_its_job_exports(runway, tmp_path):
