@@ -156,6 +156,12 @@ def test_a_failure_carries_the_errors_words():
     assert f.kind == error.kind
     assert Failure.of("j1", error, "trace").details == "trace"
     assert Failure.of("j1", RunwayError("x")).error_type == "RunwayError"
+    assert Failure.of("j1", RunwayError("x", kind="docker_unavailable")).kind == \
+        "docker_unavailable"
+    # Anything with a message, hint and details will do; no kind: none.
+    plain = SimpleNamespace(message="m", hint="h", details="d")
+    assert Failure.of("j1", plain).kind == "" and Failure.of("j1", plain).error_type == \
+        "SimpleNamespace"
 
 
 # ---------------------------------------------------------------- the queue and the pool
