@@ -64,6 +64,18 @@ def endpoint_token(ep):
     return token_store().get(endpoint_key(ep), env_names=endpoint_env_vars(ep))
 
 
+def replicate_token(prefs=None):
+    """The token of the first Replicate endpoint that has one, else the environment's
+    (for what is not run through an endpoint: adding a Replicate model)."""
+    prefs = prefs or get_preferences()
+    for ep in (prefs.endpoints if prefs else ()):
+        if ep.kind == "REPLICATE":
+            token = endpoint_token(ep)
+            if token:
+                return token
+    return os.environ.get(core_tokens.WELL_KNOWN_ENV["replicate"])
+
+
 def find_endpoint(prefs, ref: str):
     """The endpoint whose id, or else name, is ``ref``."""
     for ep in prefs.endpoints:
@@ -207,30 +219,29 @@ class RUNWAY_OT_endpoint_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _endpoint_index(op, prefs):
-    """The endpoint an operator means (its ``index``, else the selected one), or None
-    with an ERROR report."""
-    index = op.index if op.index >= 0 else prefs.active_endpoint
-    if not 0 <= index < len(prefs.endpoints):
-        op.report({"ERROR"}, "No endpoint selected")
-        return None
-    return index
+class _OnEndpoint:
+    """An operator on one endpoint (its ``index``, else the selected one), done in
+    ``act``; none there is an ERROR report."""
 
-
-class RUNWAY_OT_endpoint_remove(bpy.types.Operator):
-    bl_idname = "runway.endpoint_remove"
-    bl_label = "Remove Remote Endpoint"
-    bl_description = "Remove the selected endpoint and forget its token"
     bl_options = {"INTERNAL"}
 
     index: IntProperty(default=-1, options={"SKIP_SAVE"})
 
     def execute(self, context):
         prefs = get_preferences(context)
-        index = _endpoint_index(self, prefs)
-        if index is None:
+        index = self.index if self.index >= 0 else prefs.active_endpoint
+        if not 0 <= index < len(prefs.endpoints):
+            self.report({"ERROR"}, "No endpoint selected")
             return {"CANCELLED"}
-        ep = prefs.endpoints[index]
+        return self.act(prefs, index, prefs.endpoints[index])
+
+
+class RUNWAY_OT_endpoint_remove(_OnEndpoint, bpy.types.Operator):
+    bl_idname = "runway.endpoint_remove"
+    bl_label = "Remove Remote Endpoint"
+    bl_description = "Remove the selected endpoint and forget its token"
+
+    def act(self, prefs, index, ep):
         store = token_store()
         store.clear(endpoint_key(ep))
         if ep.uid:
@@ -241,15 +252,25 @@ class RUNWAY_OT_endpoint_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class RUNWAY_OT_token_set(bpy.types.Operator):
+class _OnToken:
+    """An operator on the token of ``endpoint``: an endpoint's id or name (the token
+    is kept under the endpoint's id), or a name no endpoint has."""
+
+    bl_options = {"INTERNAL"}
+
+    endpoint: StringProperty(options={"HIDDEN", "SKIP_SAVE"})
+
+    def named_endpoint(self, context):
+        prefs = get_preferences(context)
+        return find_endpoint(prefs, self.endpoint) if prefs else None
+
+
+class RUNWAY_OT_token_set(_OnToken, bpy.types.Operator):
     bl_idname = "runway.token_set"
     bl_label = "Set Token"
     bl_description = ("Store an access token for this endpoint in a private file in the "
                       "extension's user folder (never in a .blend file)")
-    bl_options = {"INTERNAL"}
 
-    # The endpoint's id (or its name): the token is kept under the endpoint's id.
-    endpoint: StringProperty(options={"HIDDEN", "SKIP_SAVE"})
     # Operator properties are never written to .blend files.
     token: StringProperty(name="Token", subtype="PASSWORD", options={"SKIP_SAVE"})
 
@@ -263,8 +284,7 @@ class RUNWAY_OT_token_set(bpy.types.Operator):
         if not self.token.strip():
             self.report({"ERROR"}, "The token is empty; paste it into the field")
             return {"CANCELLED"}
-        prefs = get_preferences(context)
-        ep = find_endpoint(prefs, self.endpoint) if prefs else None
+        ep = self.named_endpoint(context)
         store = token_store()
         if ep is None:
             store.set(self.endpoint, self.token)
@@ -287,37 +307,25 @@ class RUNWAY_OT_token_set(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class RUNWAY_OT_token_clear(bpy.types.Operator):
+class RUNWAY_OT_token_clear(_OnToken, bpy.types.Operator):
     bl_idname = "runway.token_clear"
     bl_label = "Forget Token"
     bl_description = "Delete the stored token of this endpoint"
-    bl_options = {"INTERNAL"}
-
-    endpoint: StringProperty(options={"HIDDEN", "SKIP_SAVE"})
 
     def execute(self, context):
-        prefs = get_preferences(context)
-        ep = find_endpoint(prefs, self.endpoint) if prefs else None
+        ep = self.named_endpoint(context)
         token_store().clear(endpoint_key(ep) if ep is not None else self.endpoint)
         _redraw_preferences()
         return {"FINISHED"}
 
 
-class RUNWAY_OT_endpoint_test(bpy.types.Operator):
+class RUNWAY_OT_endpoint_test(_OnEndpoint, bpy.types.Operator):
     bl_idname = "runway.endpoint_test"
     bl_label = "Test Connection"
     bl_description = ("Reach the endpoint and say what answers there: the protocol and the "
                       "model, or what is wrong (on a worker thread: Blender stays responsive)")
-    bl_options = {"INTERNAL"}
 
-    index: IntProperty(default=-1, options={"SKIP_SAVE"})
-
-    def execute(self, context):
-        prefs = get_preferences(context)
-        index = _endpoint_index(self, prefs)
-        if index is None:
-            return {"CANCELLED"}
-        ep = prefs.endpoints[index]
+    def act(self, prefs, index, ep):
         key, kind, address, token = endpoint_key(ep), ep.kind, ep.url, endpoint_token(ep)
         if _connection_tests.get(key, {}).get("state") == "running":
             return {"CANCELLED"}

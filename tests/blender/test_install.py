@@ -27,6 +27,8 @@ EXPECTED_CLASSES = {
     "RUNWAY_OT_workspace_rename", "RUNWAY_OT_workspace_delete", "RUNWAY_OT_workspace_add_model",
     "RUNWAY_OT_workspace_remove_model", "RUNWAY_OT_workspace_move_model", "RUNWAY_OT_model_add",
     "RUNWAY_OT_model_edit", "RUNWAY_OT_model_remove",
+    # the card's gallery (Enlarge, Play Sample) and templates (Use Example)
+    "RUNWAY_OT_gallery_view", "RUNWAY_OT_gallery_play", "RUNWAY_OT_template_load",
     # the Model Directory and its card, in the sidebar of each editor
     # the Run panel's operators (buttons, F3 search and scripts)
     "RUNWAY_OT_run", "RUNWAY_OT_confirm_licence", "RUNWAY_OT_cancel", "RUNWAY_OT_session_start",

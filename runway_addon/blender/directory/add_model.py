@@ -1,12 +1,14 @@
 """Your own models: add one from a folder, a Docker image, a server URL or
 Replicate (its card filled in from the source), edit its card, remove it."""
+from pathlib import Path
+
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from ...core import catalog as core_catalog
 from ...core.errors import RunwayError
 from ..reports import report_error
-from .listing import (TASK_WORDS, active_workspace, get_catalog, reload_catalog,
+from .listing import (TASK_WORDS, active_workspace, card_named, get_catalog, reload_catalog,
                       reset_filters, select_model, selected_card, workspace_store)
 
 
@@ -18,18 +20,6 @@ ADD_KINDS = (("FOLDER", "Model folder", "A Cog predictor folder (cog.yaml and pr
                                                "Replicate endpoint's token)"))
 EDIT_TASKS = (("SOURCE", "From the source", "Guess from the model's inputs and outputs"),
               *((t, t.capitalize(), TASK_WORDS[t]) for t in core_catalog.TASKS))
-
-
-def _replicate_token():
-    from .. import preferences
-    prefs = preferences.get_preferences()
-    for ep in (prefs.endpoints if prefs else ()):
-        if ep.kind == "REPLICATE":
-            token = preferences.endpoint_token(ep)
-            if token:
-                return token
-    import os
-    return os.environ.get("REPLICATE_API_TOKEN")
 
 
 class RUNWAY_OT_model_add(bpy.types.Operator):
@@ -91,7 +81,7 @@ class RUNWAY_OT_model_add(bpy.types.Operator):
                 card, spec = user_models.card_from_url(self.url)
             else:
                 card, spec = user_models.card_from_replicate(self.replicate,
-                                                             token=_replicate_token())
+                                                             token=preferences.replicate_token())
             edits = card_edits(self)
             card.update(edits)
             path = user_models.save_user_card(
@@ -131,21 +121,40 @@ def card_edits(op) -> dict:
 
 
 class _OnUserModel:
+    """An operator on the card of a model you added (``model``, else the selected
+    one) that changes it (``change``), then reads the cards again."""
+
+    bl_options = {"INTERNAL"}
+
     model: StringProperty(name="Model", description="Empty: the selected model",
                           options={"SKIP_SAVE"})
 
     def user_card(self, context):
-        d = context.window_manager.runway_directory
-        card = (next((c for c in get_catalog().cards if c.name == self.model), None)
-                if self.model else selected_card(d))
-        return card if card is not None and card.is_user_model else None
+        """The card, or None with an ERROR report (not a model you added)."""
+        card = (card_named(self.model) if self.model
+                else selected_card(context.window_manager.runway_directory))
+        if card is None or not card.is_user_model:
+            self.report({"ERROR"}, self.refused)
+            return None
+        return card
+
+    def execute(self, context):
+        card = self.user_card(context)
+        if card is None:
+            return {"CANCELLED"}
+        try:
+            self.change(card)
+        except (RunwayError, OSError, ValueError) as e:
+            return report_error(self, e)
+        reload_catalog(context)
+        return {"FINISHED"}
 
 
 class RUNWAY_OT_model_edit(_OnUserModel, bpy.types.Operator):
     bl_idname = "runway.model_edit"
     bl_label = "Edit Model Card"
     bl_description = "Edit the card of a model you added"
-    bl_options = {"INTERNAL"}
+    refused = "Only the cards of models you added can be edited"
 
     title: StringProperty(name="Title", options={"SKIP_SAVE"})
     short_title: StringProperty(name="Short title", options={"SKIP_SAVE"})
@@ -157,7 +166,6 @@ class RUNWAY_OT_model_edit(_OnUserModel, bpy.types.Operator):
     def invoke(self, context, event):
         card = self.user_card(context)
         if card is None:
-            self.report({"ERROR"}, "Only the cards of models you added can be edited")
             return {"CANCELLED"}
         self.model = card.name
         self.title, self.short_title = card.title, card.short_title or ""
@@ -165,36 +173,20 @@ class RUNWAY_OT_model_edit(_OnUserModel, bpy.types.Operator):
         self.keywords = ", ".join(card.keywords)
         return context.window_manager.invoke_props_dialog(self, width=420)
 
-    def execute(self, context):
+    def change(self, card):
         from ...core import user_models
-        card = self.user_card(context)
-        if card is None:
-            self.report({"ERROR"}, "Only the cards of models you added can be edited")
-            return {"CANCELLED"}
-        try:
-            user_models.edit_user_card(f"{card.card_dir}/card.json", **card_edits(self))
-        except (RunwayError, OSError, ValueError) as e:
-            return report_error(self, e)
-        reload_catalog(context)
-        return {"FINISHED"}
+        user_models.edit_user_card(f"{card.card_dir}/card.json", **card_edits(self))
 
 
 class RUNWAY_OT_model_remove(_OnUserModel, bpy.types.Operator):
     bl_idname = "runway.model_remove"
     bl_label = "Remove Your Model"
     bl_description = "Forget a model you added (its card; never the model's own folder)"
-    bl_options = {"INTERNAL"}
+    refused = "Only models you added can be removed"
 
     def invoke(self, context, event):
         return context.window_manager.invoke_confirm(self, event)
 
-    def execute(self, context):
+    def change(self, card):
         from ...core import user_models
-        card = self.user_card(context)
-        if card is None:
-            self.report({"ERROR"}, "Only models you added can be removed")
-            return {"CANCELLED"}
-        user_models.remove_user_card(str(__import__("pathlib").Path(card.card_dir).parent),
-                                     card.name)
-        reload_catalog(context)
-        return {"FINISHED"}
+        user_models.remove_user_card(str(Path(card.card_dir).parent), card.name)

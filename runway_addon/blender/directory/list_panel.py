@@ -28,7 +28,7 @@ class RUNWAY_OT_directory_select(bpy.types.Operator):
         d = context.window_manager.runway_directory
         if 0 <= properties.index < len(d.models):
             row = d.models[properties.index]
-            card = next((c for c in get_catalog().cards if c.name == row.name), None)
+            card = card_named(row.name)
             if card is not None:
                 return f"{card.title}\n{TASK_WORDS.get(card.task, card.task)}"
         return "Show this model's card"

@@ -55,24 +55,25 @@ def get_catalog() -> core_catalog.Catalog:
     return _state["catalog"]
 
 
-def workspace_store() -> core_workspaces.WorkspaceStore:
-    """The workspaces, in the extension's user folder (beside your own models)."""
+def _user_store(key: str, store_type):
+    """The store ``key`` of ``_state``, kept in the extension's user folder; made
+    again when that folder moves (another user folder, a test's)."""
     from .. import preferences
     folder = preferences.user_folder()
-    store = _state["workspaces"]
+    store = _state[key]
     if store is None or str(store.path.parent) != folder:
-        store = _state["workspaces"] = core_workspaces.WorkspaceStore(folder)
+        store = _state[key] = store_type(folder)
     return store
+
+
+def workspace_store() -> core_workspaces.WorkspaceStore:
+    """The workspaces, in the extension's user folder (beside your own models)."""
+    return _user_store("workspaces", core_workspaces.WorkspaceStore)
 
 
 def recent_store() -> core_workspaces.RecentStore:
     """When each model last ran, beside the workspaces in the user folder."""
-    from .. import preferences
-    folder = preferences.user_folder()
-    store = _state["recent"]
-    if store is None or str(store.path.parent) != folder:
-        store = _state["recent"] = core_workspaces.RecentStore(folder)
-    return store
+    return _user_store("recent", core_workspaces.RecentStore)
 
 
 def record_use(model: str) -> None:
@@ -93,6 +94,7 @@ def active_workspace(context=None):
 
 
 def card_named(name: str):
+    """The catalog's card ``name``, or None."""
     return next((c for c in get_catalog().cards if c.name == name), None)
 
 
@@ -218,7 +220,7 @@ def selected_card(d, *, follow_list: bool = True):
     name = d.models[d.active].name
     if follow_list and name not in set(matching_names(d, _state.get("list_words", ""))):
         return None
-    return next((c for c in get_catalog().cards if c.name == name), None)
+    return card_named(name)
 
 
 def select_model(d, name: str) -> bool:

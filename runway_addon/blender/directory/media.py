@@ -12,59 +12,71 @@ from .listing import card_named
 _media = {"previews": None}
 
 
-def _previews():
+def _icon_id(path) -> int:
+    """The preview icon of a picture, loaded once."""
     if _media["previews"] is None:
         _media["previews"] = bpy.utils.previews.new()
-    return _media["previews"]
+    pcoll, key = _media["previews"], str(path)
+    if key not in pcoll:
+        pcoll.load(key, key, "IMAGE")
+    return pcoll[key].icon_id
 
 
-def _rel(card, path) -> str:
-    return path.relative_to(card.folder).as_posix() if card.folder else path.name
+def _gallery(card, sounds: bool) -> list:
+    """(path, caption, file) for the card's gallery sounds, or else its pictures."""
+    captions = {item.file: item.caption for item in card.gallery}
+    out = []
+    for path in card.gallery_paths():
+        if (path.suffix.lower() in core_catalog.AUDIO_SUFFIXES) == sounds:
+            rel = path.relative_to(card.folder).as_posix() if card.folder else path.name
+            out.append((path, captions.get(rel, path.name), rel))
+    return out
 
 
 def gallery_icons(card) -> list:
     """(icon_id, caption, file) for the card's gallery images, loaded once each."""
-    pcoll = _previews()
-    captions = {item.file: item.caption for item in card.gallery}
-    out = []
-    for path in card.gallery_paths():
-        if path.suffix.lower() in core_catalog.AUDIO_SUFFIXES:
-            continue
-        key = str(path)
-        if key not in pcoll:
-            pcoll.load(key, key, "IMAGE")
-        rel = _rel(card, path)
-        out.append((pcoll[key].icon_id, captions.get(rel, path.name), rel))
-    return out
+    return [(_icon_id(path), caption, rel) for path, caption, rel in _gallery(card, False)]
 
 
 def gallery_sounds(card) -> list:
     """(caption, file) for the card's gallery sounds (a speech sample)."""
-    captions = {item.file: item.caption for item in card.gallery}
-    return [(captions.get(_rel(card, p), p.name), _rel(card, p)) for p in card.gallery_paths()
-            if p.suffix.lower() in core_catalog.AUDIO_SUFFIXES]
+    return [(caption, rel) for _, caption, rel in _gallery(card, True)]
 
 
-class RUNWAY_OT_gallery_view(bpy.types.Operator):
-    """Show a gallery picture large: a popup, or an Image Editor"""
+class _GalleryFile:
+    """An operator on one file of a card's gallery (``what`` it is, in words)."""
 
-    bl_idname = "runway.gallery_view"
-    bl_label = "Enlarge"
     bl_options = {"INTERNAL"}
+    what = "file"
 
     model: StringProperty(options={"SKIP_SAVE"})
     file: StringProperty(options={"SKIP_SAVE"})
-    editor: BoolProperty(name="In an Image Editor", options={"SKIP_SAVE"},
-                         description="Open the picture in an Image Editor (a new window when "
-                                     "none is open) instead of a popup")
 
     def _path(self):
         card = card_named(self.model)
         return card.card_file(self.file) if card else None
 
+    def found(self):
+        """The file's path, or None with an ERROR report."""
+        path = self._path()
+        if path is None:
+            self.report({"ERROR"}, f"No {self.what} {self.file!r} in the card of {self.model}")
+        return path
+
+
+class RUNWAY_OT_gallery_view(_GalleryFile, bpy.types.Operator):
+    """Show a gallery picture large: a popup, or an Image Editor"""
+
+    bl_idname = "runway.gallery_view"
+    bl_label = "Enlarge"
+    what = "picture"
+
+    editor: BoolProperty(name="In an Image Editor", options={"SKIP_SAVE"},
+                         description="Open the picture in an Image Editor (a new window when "
+                                     "none is open) instead of a popup")
+
     def invoke(self, context, event):
-        if self._path() is None:
-            self.report({"ERROR"}, f"No picture {self.file!r} in the card of {self.model}")
+        if self.found() is None:
             return {"CANCELLED"}
         if self.editor:
             return self.execute(context)
@@ -75,11 +87,8 @@ class RUNWAY_OT_gallery_view(bpy.types.Operator):
         card, path = card_named(self.model), self._path()
         if path is None:
             return
-        pcoll = _previews()
-        if str(path) not in pcoll:
-            pcoll.load(str(path), str(path), "IMAGE")
         layout = self.layout
-        layout.template_icon(icon_value=pcoll[str(path)].icon_id, scale=26.0)
+        layout.template_icon(icon_value=_icon_id(path), scale=26.0)
         caption = next((g.caption for g in card.gallery if g.file == self.file), "")
         wrapped(layout, caption, context)
         op = layout.operator(self.bl_idname, text="Open in an Image Editor", icon="IMAGE_DATA")
@@ -88,9 +97,8 @@ class RUNWAY_OT_gallery_view(bpy.types.Operator):
     def execute(self, context):
         """Load the picture as an image (once) and show it in an Image Editor."""
         from .. import outputs
-        path = self._path()
+        path = self.found()
         if path is None:
-            self.report({"ERROR"}, f"No picture {self.file!r} in the card of {self.model}")
             return {"CANCELLED"}
         image = bpy.data.images.load(str(path), check_existing=True)
         shown = outputs.show_in_image_editor(image)
@@ -115,22 +123,17 @@ def playing() -> str:
     return _sound["file"] if h is not None and h.status else ""
 
 
-class RUNWAY_OT_gallery_play(bpy.types.Operator):
+class RUNWAY_OT_gallery_play(_GalleryFile, bpy.types.Operator):
     """Play the card's speech sample (again: stop it)"""
 
     bl_idname = "runway.gallery_play"
     bl_label = "Play Sample"
-    bl_options = {"INTERNAL"}
-
-    model: StringProperty(options={"SKIP_SAVE"})
-    file: StringProperty(options={"SKIP_SAVE"})
+    what = "sound"
 
     def execute(self, context):
         import aud  # Blender's own audio library: it plays through Blender's output device
-        card = card_named(self.model)
-        path = card.card_file(self.file) if card else None
+        path = self.found()
         if path is None:
-            self.report({"ERROR"}, f"No sound {self.file!r} in the card of {self.model}")
             return {"CANCELLED"}
         was = playing()
         stop_sound()

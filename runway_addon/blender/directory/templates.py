@@ -7,6 +7,14 @@ from ..reports import report_error
 from .listing import card_named
 
 
+def _template(model: str, index: int):
+    """(card, template) for the example ``index`` of ``model``'s card; (card, None)
+    when it has no such example."""
+    card = card_named(model)
+    ok = card is not None and 0 <= index < len(card.templates)
+    return card, (card.templates[index] if ok else None)
+
+
 class RUNWAY_OT_template_load(bpy.types.Operator):
     """Load this example's inputs into the Run panel (a picture becomes its image input)"""
 
@@ -19,10 +27,9 @@ class RUNWAY_OT_template_load(bpy.types.Operator):
 
     @classmethod
     def description(cls, context, properties):
-        card = card_named(properties.model)
-        if card is None or not 0 <= properties.index < len(card.templates):
+        t = _template(properties.model, properties.index)[1]
+        if t is None:
             return "Load the example's inputs into the Run panel"
-        t = card.templates[properties.index]
         return f"Sets {', '.join(t.inputs)} in the Run panel" + (f"\n{t.note}" if t.note else "")
 
     def execute(self, context):
@@ -39,14 +46,13 @@ def load_template(context, model: str, index: int) -> list:
     values into the widgets, a picture loaded as an image (once) and chosen as
     that input's Image source. The names that were set."""
     from .. import props
-    card, mp = card_named(model), props.model(model)
+    (card, template), mp = _template(model, index), props.model(model)
     s = props.settings(context.scene, model)
-    if card is None or not 0 <= index < len(card.templates):
+    if template is None:
         raise RunwayError(f"{model!r} has no example {index + 1}.")
     if mp is None or mp.cls is None or s is None:
         raise RunwayError(f"{model!r} cannot run here: {mp.error if mp else 'not loaded'}",
                           hint="Refresh the Model Directory.")
-    template = card.templates[index]
     fields = {f.name: f for f in mp.command.inputs}
     for name, value in template.inputs.items():
         f = fields.get(name)

@@ -47,11 +47,24 @@ class RUNWAY_OT_workspace_set(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class RUNWAY_OT_workspace_new(bpy.types.Operator):
+class _WorkspaceOp:
+    """An operator that changes the workspaces (in ``change``): what the store
+    refuses, or cannot write, is reported in words."""
+
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context):
+        try:
+            self.change(context, workspace_store())
+        except (RunwayError, OSError) as e:
+            return report_error(self, e)
+        return {"FINISHED"}
+
+
+class RUNWAY_OT_workspace_new(_WorkspaceOp, bpy.types.Operator):
     bl_idname = "runway.workspace_new"
     bl_label = "New Workspace"
     bl_description = "A new workspace (with the selected model, if one is shown)"
-    bl_options = {"INTERNAL"}
 
     name: StringProperty(name="Name", default="My Workspace", options={"SKIP_SAVE"})
     add_selected: bpy.props.BoolProperty(name="Add the selected model", default=True)
@@ -59,20 +72,15 @@ class RUNWAY_OT_workspace_new(bpy.types.Operator):
     def invoke(self, context, event):
         return context.window_manager.invoke_props_dialog(self)
 
-    def execute(self, context):
-        d = context.window_manager.runway_directory
-        card = selected_card(d)
+    def change(self, context, store):
+        card = selected_card(context.window_manager.runway_directory)
         models = [card.name] if (card is not None and self.add_selected) else []
-        try:
-            ws = workspace_store().create(self.name, models)
-        except (RunwayError, OSError) as e:
-            return report_error(self, e)
+        ws = store.create(self.name, models)
         context.scene.runway_workspace = ws.id
         self.report({"INFO"}, f"Workspace {ws.name} created")
-        return {"FINISHED"}
 
 
-class _OnActiveWorkspace:
+class _OnActiveWorkspace(_WorkspaceOp):
     @classmethod
     def poll(cls, context):
         return bool(getattr(context.scene, "runway_workspace", ""))
@@ -82,7 +90,6 @@ class RUNWAY_OT_workspace_rename(_OnActiveWorkspace, bpy.types.Operator):
     bl_idname = "runway.workspace_rename"
     bl_label = "Rename Workspace"
     bl_description = "Rename the workspace shown"
-    bl_options = {"INTERNAL"}
 
     name: StringProperty(name="Name", options={"SKIP_SAVE"})
 
@@ -91,34 +98,26 @@ class RUNWAY_OT_workspace_rename(_OnActiveWorkspace, bpy.types.Operator):
         self.name = ws.name if ws else ""
         return context.window_manager.invoke_props_dialog(self)
 
-    def execute(self, context):
-        try:
-            workspace_store().rename(context.scene.runway_workspace, self.name)
-        except (RunwayError, OSError) as e:
-            return report_error(self, e)
-        return {"FINISHED"}
+    def change(self, context, store):
+        store.rename(context.scene.runway_workspace, self.name)
 
 
 class RUNWAY_OT_workspace_delete(_OnActiveWorkspace, bpy.types.Operator):
     bl_idname = "runway.workspace_delete"
     bl_label = "Delete Workspace"
     bl_description = "Delete the workspace shown (its models stay in the directory)"
-    bl_options = {"INTERNAL"}
 
     def invoke(self, context, event):
         return context.window_manager.invoke_confirm(self, event)
 
-    def execute(self, context):
-        try:
-            workspace_store().delete(context.scene.runway_workspace)
-        except (RunwayError, OSError) as e:
-            return report_error(self, e)
+    def change(self, context, store):
+        store.delete(context.scene.runway_workspace)
         context.scene.runway_workspace = ""
-        return {"FINISHED"}
 
 
 class _WorkspaceModelOp(_OnActiveWorkspace):
-    bl_options = {"INTERNAL"}
+    """Adds, removes or moves a model (``model``, else the selected one) in the
+    workspace shown (``change_model``)."""
 
     model: StringProperty(name="Model", description="Empty: the selected model",
                           options={"SKIP_SAVE"})
@@ -130,15 +129,13 @@ class _WorkspaceModelOp(_OnActiveWorkspace):
         return card.name if card is not None else ""
 
     def execute(self, context):
-        name = self.model_name(context)
-        if not name:
+        if not self.model_name(context):
             self.report({"ERROR"}, "No model selected")
             return {"CANCELLED"}
-        try:
-            self.change(workspace_store(), context.scene.runway_workspace, name)
-        except (RunwayError, OSError) as e:
-            return report_error(self, e)
-        return {"FINISHED"}
+        return super().execute(context)
+
+    def change(self, context, store):
+        self.change_model(store, context.scene.runway_workspace, self.model_name(context))
 
 
 class RUNWAY_OT_workspace_add_model(_WorkspaceModelOp, bpy.types.Operator):
@@ -146,7 +143,7 @@ class RUNWAY_OT_workspace_add_model(_WorkspaceModelOp, bpy.types.Operator):
     bl_label = "Add to Workspace"
     bl_description = "Add the selected model to the workspace shown"
 
-    def change(self, store, wid, name):
+    def change_model(self, store, wid, name):
         store.add_model(wid, name)
 
 
@@ -156,7 +153,7 @@ class RUNWAY_OT_workspace_remove_model(_WorkspaceModelOp, bpy.types.Operator):
     bl_description = "Take the selected model out of the workspace shown (it stays in the "\
                      "directory)"
 
-    def change(self, store, wid, name):
+    def change_model(self, store, wid, name):
         store.remove_model(wid, name)
 
 
@@ -167,5 +164,5 @@ class RUNWAY_OT_workspace_move_model(_WorkspaceModelOp, bpy.types.Operator):
 
     offset: IntProperty(name="Offset", default=-1)
 
-    def change(self, store, wid, name):
+    def change_model(self, store, wid, name):
         store.move_model(wid, name, self.offset)
