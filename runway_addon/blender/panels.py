@@ -8,6 +8,7 @@ from __future__ import annotations
 import bpy
 
 from . import directory, docker_status, engine, outputs, props, reports
+from .layout import SidebarPanel, for_every_space, wrapped
 
 STATE_ICONS = {"queued": "SORTTIME", "starting": "PLAY", "running": "SEQ_PREVIEW",
                "done": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL"}
@@ -27,7 +28,7 @@ def _selected(context):
     return card, mp, s
 
 
-class _RunPanel(directory._SidebarPanel):
+class _RunPanel(SidebarPanel):
     @classmethod
     def poll(cls, context):
         card, mp, s = _selected(context)
@@ -43,7 +44,7 @@ class RUNWAY_PT_run(_RunPanel, bpy.types.Panel):
         layout = self.layout
         if s is None:
             layout.label(text="This model cannot run here:", icon="ERROR")
-            directory._wrapped(layout, mp.error or "it has no schema")
+            wrapped(layout, mp.error or "it has no schema")
             return
         col = layout.column()
         col.prop(s, "run_on")
@@ -90,10 +91,10 @@ class RUNWAY_PT_run(_RunPanel, bpy.types.Panel):
         if status is not None and status.error is not None:
             err = layout.box()
             err.label(text="Failed", icon="ERROR")
-            directory._wrapped(err, status.error.message)
+            wrapped(err, status.error.message)
             hint = reports.hint_for(status.error)
             if hint:
-                directory._wrapped(err, hint)
+                wrapped(err, hint)
         for warning in (status.warnings if status else [])[-3:]:
             layout.label(text=warning[:100], icon="INFO")
         if status is not None and status.applied and not status.active:
@@ -278,7 +279,7 @@ def draw_status_bar(self, context):
 
 
 _panels = (RUNWAY_PT_run, RUNWAY_PT_run_inputs, RUNWAY_PT_run_options, RUNWAY_PT_run_outputs)
-classes = (*directory.for_every_space(_panels), RUNWAY_PT_result_image_editor,
+classes = (*for_every_space(_panels), RUNWAY_PT_result_image_editor,
            RUNWAY_PT_result_sequence_editor)
 
 

@@ -39,7 +39,8 @@ from bpy.props import BoolProperty, EnumProperty, PointerProperty, StringPropert
 
 from ..core.errors import RunwayError
 from ..core.jobs import Done, JobState, ModelRef
-from . import directory, engine, inputs, outputs, props, sessions
+from . import engine, inputs, outputs, props, sessions
+from .layout import SidebarPanel, for_every_space
 
 FAILURE_POLICIES = (("STOP", "Stop", "Stop post-processing at the first failed frame (the "
                      "render itself goes on: Blender cannot be stopped from a handler)"),
@@ -387,7 +388,7 @@ def last_report() -> Optional[RenderState]:
 
 # ------------------------------------------------------------------ panel
 
-class RUNWAY_PT_post(directory._SidebarPanel, bpy.types.Panel):
+class RUNWAY_PT_post(SidebarPanel, bpy.types.Panel):
     bl_label = "Render Post-processing"
     bl_options = {"DEFAULT_CLOSED"}
 
@@ -426,7 +427,7 @@ def on_load_pre(*_args):
 
 HANDLERS = (("load_pre", on_load_pre), ("render_init", on_render_init), ("render_post", on_render_post),
             ("render_complete", on_render_complete), ("render_cancel", on_render_cancel))
-classes = (RUNWAY_PG_post, *directory.for_every_space((RUNWAY_PT_post,)))
+classes = (RUNWAY_PG_post, *for_every_space((RUNWAY_PT_post,)))
 
 
 def register() -> None:
