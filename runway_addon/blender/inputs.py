@@ -67,6 +67,8 @@ def read_image_file(path: str) -> np.ndarray:
     if data[:4] == b"\x76\x2f\x31\x01":
         planes = read_exr(data)
         names = [c for c in "RGBA" if c in planes] or sorted(planes)[:4]
+        if not names or not planes[names[0]].size:  # never np.dstack's bare ValueError
+            raise codecs.CodecError(f"{os.path.basename(path)}: the EXR file holds no pixels")
         img = np.dstack([planes[c] for c in names]).astype(np.float32)
         img[..., :min(3, img.shape[2])] = codecs.linear_to_srgb(
             np.clip(img[..., :min(3, img.shape[2])], 0, 1))

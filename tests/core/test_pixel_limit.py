@@ -125,7 +125,38 @@ def test_mutated_exr_files_only_ever_raise_codec_error(data):
     except CodecError:
         return
     # A flipped pixel byte can still make a valid file: then it reads as one, planes
-    # of one size, float32, never a half-read header. (A mangled attribute name can
-    # leave no channel list at all; that reads as no planes today.)
-    assert len({p.shape for p in planes.values()}) <= 1
-    assert all(p.dtype == np.float32 and p.ndim == 2 for p in planes.values())
+    # of one size, float32, never a half-read header (a lost channel list is refused).
+    assert planes and len({p.shape for p in planes.values()}) == 1
+    assert all(p.dtype == np.float32 and p.ndim == 2 and p.size for p in planes.values())
+
+
+def channel_list(blob: bytes, value: "bytes | None") -> bytes:
+    """Our EXR with its channel list replaced by ``value`` (None: the attribute renamed,
+    so the header has none). The chunks shift, but nothing past the header is read."""
+    head = b"channels\0chlist\0"
+    at = blob.index(head)
+    (size,) = struct.unpack_from("<i", blob, at + len(head))
+    end = at + len(head) + 4 + size
+    if value is None:
+        return blob[:at] + b"chanxels" + blob[at + 8:]
+    return blob[:at] + head + struct.pack("<i", len(value)) + value + blob[end:]
+
+
+@pytest.mark.parametrize("value", [None, b"\0"], ids=["no channel list", "an empty one"])
+def test_an_exr_with_no_channels_is_a_codec_error(value):
+    good = codecs.encode_exr(np.zeros((2, 2, 3), np.float32))
+    assert sorted(read_exr(good)) == ["B", "G", "R"]
+    with pytest.raises(CodecError) as err:
+        read_exr(channel_list(good, value))
+    assert err.value.message == "cannot read the EXR file: the EXR file has no channels"
+    assert err.value.hint.startswith("Save it again as a scanline OpenEXR")
+
+
+def test_an_exr_whose_data_window_holds_no_pixels_is_a_codec_error():
+    data = bytearray(codecs.encode_exr(np.zeros((2, 2, 3), np.float32)))
+    at = data.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4
+    data[at:at + 16] = struct.pack("<iiii", 0, 0, -1, 1)  # 0 wide, 2 high
+    with pytest.raises(CodecError) as err:
+        read_exr(bytes(data))
+    assert err.value.message == ("cannot read the EXR file: the EXR data window "
+                                 "(0, 0, -1, 1) holds no pixels")

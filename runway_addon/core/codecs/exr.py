@@ -100,6 +100,8 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
             break
     if multipart:
         pos += 1  # the empty header that ends the list
+    if not any(attrs["channels"] for attrs in parts):  # a missing or empty channel list
+        raise ValueError("the EXR file has no channels")
     for attrs in parts:
         if attrs.get("type", "scanlineimage") != "scanlineimage":
             raise ValueError(f"EXR part type {attrs['type']!r} is not supported")
@@ -107,6 +109,8 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
             raise ValueError(f"EXR compression {attrs.get('compression')} is not supported")
         x0, y0, x1, y1 = attrs["window"]
         attrs["size"] = (x1 - x0 + 1, y1 - y0 + 1)
+        if min(attrs["size"]) < 1:
+            raise ValueError(f"the EXR data window {attrs['window']} holds no pixels")
         check_pixels(*attrs["size"], "EXR file", "EXR image")  # before any table or plane
         per_chunk = _LINES_PER_CHUNK[attrs["compression"]]
         n_chunks = attrs.get("chunks") or -(-attrs["size"][1] // per_chunk)
