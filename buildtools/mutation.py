@@ -51,6 +51,10 @@ LEFT_OUT: dict[str, tuple[str, ...]] = {
        for m in ("naming", "pixels", "colour", "png", "exr", "transport", "values")},
 }
 
+# mutmut stops a mutant after (its tests' time + constant) x multiplier seconds. A mutant
+# of the job engine that hangs waits without using CPU, so its bound is tighter there.
+TIMEOUTS = {m: (3.0, 5.0) for m in ("core/jobs/queue.py", "core/jobs/pool.py")}
+
 # Top-level folders a test run never needs (environments, build outputs, caches).
 NOT_COPIED = {".git", "dist", "build", "out", "wheels", ".cache", ".hypothesis",
               ".pytest_cache", "mutants"}
@@ -102,7 +106,9 @@ def _setup_cfg(module: str, tests: tuple[str, ...]) -> str:
             f"pytest_add_cli_args ={lines(PYTEST_ARGS + deselect)}\n"
             f"also_copy ={lines(ALSO_COPIED)}\n"
             # Git-based change detection looks for a repository the copy does not have.
-            "use_git_change_detection = false\n")
+            "use_git_change_detection = false\n"
+            + (f"timeout_multiplier = {TIMEOUTS[module][0]}\n"
+               f"timeout_constant = {TIMEOUTS[module][1]}\n" if module in TIMEOUTS else ""))
 
 
 def _statuses(work: Path, module: str) -> dict[str, str]:

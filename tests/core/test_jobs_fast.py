@@ -38,14 +38,22 @@ class EchoServer(HostileServer):
         self.hold = None
         self.answer = None
         self.arrived = threading.Event()
+        self.cancelled = set()
         self.prefix("/predictions/", self._predict)
 
     def _predict(self, r):
         if r.path.endswith("/cancel"):
+            # Like Cog: the held prediction then answers "canceled".
+            self.cancelled.add(r.path.split("/")[2])
+            if self.hold is not None:
+                self.hold.set()
             return r.json({})
         self.arrived.set()
         if self.hold is not None:
             self.hold.wait(30)
+        run_id = r.path.split("/")[2]
+        if run_id in self.cancelled:
+            return r.json({"id": run_id, "status": "canceled", "output": None})
         if self.answer is not None:
             return self.answer(r)
         text = json.loads(r.body)["input"].get("text", "")
