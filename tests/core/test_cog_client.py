@@ -22,7 +22,7 @@ from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
 from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
-from tests.helpers import ROOT, in_threads, run_cancelled, wait_until
+from tests.helpers import ROOT, run_cancelled, wait_until
 from tests.servers import COG_MODELS as MODELS
 
 
