@@ -160,7 +160,12 @@ class UnknownCommand(SpecValidationError, KeyError):
 
 
 class ModelNotReady(RunwayError):
-    """The model server is starting, failed its setup, or is unhealthy."""
+    """The model server is starting, failed its setup, or is unhealthy; ``health``
+    is its last answer where a wait saw one (state, setup logs)."""
+
+    def __init__(self, message: str, *, health: Any = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.health = health
 
 
 class Cancelled(RunwayError):

@@ -1,12 +1,13 @@
 """What every protocol client offers; the rest of the add-on talks only to this."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import BadAnswer, Cancelled, ModelNotReady, RunwayError, UnknownCommand
 from ..spec import Command, ModelSpec, Protocol
@@ -89,6 +90,20 @@ class Health:
     logs: str = ""  # e.g. the traceback of a failed Cog setup
     # Why it is unhealthy, where that says what to do (a refused token): raised as is.
     error: Optional[RunwayError] = None
+    setup_seconds: Optional[float] = None  # the model's own setup time, where the server says
+
+
+def setup_failure(logs: str) -> tuple[str, str]:
+    """A failed setup's exception line and traceback from the server's setup logs:
+    the traceback where the server keeps one (coglet 0.23.1 keeps only the
+    exception line, wrapped in "worker setup failed (slot ...): ..."), else the
+    logs' last lines."""
+    logs = (logs or "").strip()
+    trace = logs[logs.find("Traceback"):] if "Traceback" in logs else \
+        "\n".join(logs.splitlines()[-30:])
+    last = trace.splitlines()[-1] if trace else "no details"
+    m = re.search(r"(\w+(?:Error|Exception|Exit|Interrupt)\b.*)$", last)
+    return (m.group(1) if m else last), trace
 
 
 @dataclass
@@ -124,32 +139,52 @@ class ModelClient(ABC):
 
     def wait_until_ready(self, timeout: float = 300.0, *,
                          cancel_event: Optional[threading.Event] = None,
-                         first_delay: float = 0.05, max_delay: float = 0.5) -> Health:
+                         first_delay: float = 0.05, max_delay: float = 0.5,
+                         on_progress: Optional[Callable[[Health], None]] = None,
+                         check: Optional[Callable[[Health], bool]] = None) -> Health:
         """Poll ``health()`` with backoff until READY (or BUSY: up and working).
 
         A refused connection or a setup still running keeps waiting; a failed
-        setup, a defunct or unhealthy server raises ModelNotReady at once; so
-        does running out of time. ``cancel_event`` raises Cancelled."""
+        setup (its exception in the message, its traceback as details), a
+        defunct or unhealthy server raises ModelNotReady at once; so does running
+        out of time. The error's ``health`` is the last answer. ``cancel_event``
+        raises Cancelled.
+
+        ``on_progress(health)`` hears the first answer and every change of state.
+        ``check(health)``, for a server the caller started, sees every answer
+        first: it raises to end the wait (its process died), or returns False
+        when the answer is not yet to be trusted (another program may hold the
+        port): the wait then goes on as if the server were still starting."""
         deadline = time.monotonic() + timeout
         delay = first_delay
+        last: Optional[HealthState] = None
         while True:
             h = self.health(timeout=max(0.05, min(getattr(self, "health_timeout", 5.0),
                                                   deadline - time.monotonic())))
-            if h.state in (HealthState.READY, HealthState.BUSY):
-                return h
-            if h.error is not None:
-                raise h.error
-            if h.state in (HealthState.SETUP_FAILED, HealthState.DEFUNCT, HealthState.UNHEALTHY):
-                raise ModelNotReady(f"The model at {self.url} cannot run: "
-                                    f"{h.detail or h.state.value}.",
-                                    hint="See the model's logs.", details=h.logs)
+            if on_progress is not None and h.state is not last:
+                on_progress(h)
+            last = h.state
+            if check is None or check(h) is not False:
+                if h.state in (HealthState.READY, HealthState.BUSY):
+                    return h
+                if h.error is not None:
+                    raise h.error
+                if h.state is HealthState.SETUP_FAILED:
+                    line, trace = setup_failure(h.logs)
+                    raise ModelNotReady(f"The model at {self.url} cannot run: {h.detail}: "
+                                        f"{line}", hint="See the model's logs.", details=trace,
+                                        health=h)
+                if h.state in (HealthState.DEFUNCT, HealthState.UNHEALTHY):
+                    raise ModelNotReady(f"The model at {self.url} cannot run: "
+                                        f"{h.detail or h.state.value}.",
+                                        hint="See the model's logs.", details=h.logs, health=h)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ModelNotReady(
                     f"The model at {self.url} was not ready after {timeout:g} s "
                     f"(last state: {h.state.value}).", details=h.logs or h.detail,
                     hint="Wait longer (a large model may take minutes to set up), or see "
-                         "the model's logs.")
+                         "the model's logs.", health=h)
             if cancel_event is not None:
                 if cancel_event.wait(min(delay, left)):
                     raise Cancelled("Stopped waiting for the model.")

@@ -2,7 +2,7 @@
 
 ``spec_from_openapi`` maps a Cog OpenAPI schema into ``core.spec``;
 ``CogClient`` runs predictions on a Cog server. What the server does, quirks
-included, is written down in shared/protocols/cog-http.md; the comments below
+included, is written down in docs/protocols/cog-http.md; the comments below
 say which of those facts each choice rests on.
 """
 from __future__ import annotations
@@ -284,6 +284,22 @@ def spec_from_openapi(schema: Mapping[str, Any], *, version: Optional[str] = Non
 
 # --------------------------------------------------------------------------- client
 
+def setup_seconds(health: Mapping) -> Optional[float]:
+    """The model's own setup time, from a /health-check answer's
+    setup.started_at/completed_at (None when it does not say)."""
+    import re
+    from datetime import datetime
+
+    setup = health.get("setup") if isinstance(health, Mapping) else None
+    try:
+        # Cog writes nanoseconds; fromisoformat takes at most microseconds.
+        a, b = (datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", setup[k]))
+                for k in ("started_at", "completed_at"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (b - a).total_seconds()
+
+
 def _json(r: Reply) -> Any:
     return r.json_or_none()
 
@@ -435,7 +451,8 @@ class CogClient(ModelClient):
         elif state is HealthState.DEFUNCT:
             detail = "the model's worker died (DEFUNCT): restart the model server"
         logs = setup.get("logs")
-        return Health(state, detail=detail, logs=str(logs)[:100_000] if logs else "")
+        return Health(state, detail=detail, logs=str(logs)[:100_000] if logs else "",
+                      setup_seconds=setup_seconds(body))
 
     def openapi(self) -> dict:
         """The server's raw OpenAPI document."""

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Optional
 
-from ..errors import Cancelled, RunwayError
+from ..errors import Cancelled, ModelNotReady, RunwayError
+from ..protocols.base import HealthState, setup_failure
 from ..spec import Protocol
+from .processes import output_tail
 
 
 class SessionState(str, Enum):
@@ -59,8 +61,8 @@ class ModelSession(ABC):
     - ``start()``: refused while busy; ``_start(timeout)`` runs the steps, reporting
       each with ``_advance`` (which raises once stop() was asked for, so a late
       progress step never overwrites STOPPING/STOPPED); ``_await_ready`` waits
-      through the protocol client (remote sessions; the local runtimes poll their
-      own server's health while watching its process or container die). Any
+      through the protocol client, for every runtime (the local ones pass a
+      check that sees their process or container die between polls). Any
       failure: ``_release()``, then FAILED with the error's message and details
       as ``reason`` and a RuntimeFailed raised (``_as_failure`` words errors that
       are not); after a stop() it is StartAborted instead, and the session ends
@@ -72,6 +74,7 @@ class ModelSession(ABC):
 
     protocol: Protocol = Protocol.COG
     stopped_message = "stopped"
+    poll_interval = 0.1  # health polls while a server this session started sets up (s)
 
     def __init__(self, name: str, on_event: Optional[Callable[[SessionEvent], None]] = None):
         self.name = name
@@ -169,13 +172,56 @@ class ModelSession(ABC):
     def _start(self, timeout: float) -> None:
         """The runtime's start steps, ending with ``_advance(RUNNING, ...)``."""
 
-    def _await_ready(self, client, timeout: float):
-        """Wait through the protocol client until the server says READY (a stop()
-        ends the wait); the health it answered."""
+    def _await_ready(self, client, timeout: float,
+                     check: Optional[Callable[..., bool]] = None):
+        """Wait through the protocol client until the server says READY; a stop()
+        or ``timeout`` ends the wait. The health it answered.
+
+        ``check(health)`` is for a server this session started (a process, a
+        container): it sees every answer, raises once the server died and
+        returns False while an answer may not be the server's own. Such a
+        session hears "server up; model setting up" once its server answers,
+        polls every ``poll_interval`` and gets the client's failures in its own
+        words (a failed setup with its exception, traceback and server log)."""
+        kw = {}
+        if check is not None:
+            answered = []
+
+            def progress(health) -> None:
+                if health.state is not HealthState.UNREACHABLE and not answered:
+                    answered.append(health)
+                    self._advance(SessionState.STARTING, "server up; model setting up")
+
+            kw = dict(on_progress=progress, check=check, first_delay=self.poll_interval,
+                      max_delay=self.poll_interval)
         try:
-            return client.wait_until_ready(timeout, cancel_event=self._stop_requested)
+            return client.wait_until_ready(max(0.0, timeout),
+                                           cancel_event=self._stop_requested, **kw)
         except Cancelled:
             raise _Stopped() from None
+        except ModelNotReady as exc:
+            if check is None:  # a remote server: _as_failure words it
+                raise
+            raise self._not_ready(exc) from None
+
+    def _not_ready(self, exc: ModelNotReady) -> RuntimeFailed:
+        """Why a server this session started did not become ready."""
+        health, log = exc.health, output_tail(self.logs())
+        state = health.state if health is not None else None
+        if state is HealthState.SETUP_FAILED:
+            line, trace = setup_failure(health.logs)
+            return RuntimeFailed(
+                f"Model {self.name!r} failed its setup: {line}",
+                hint="The model folder or its weights may need fixing; see the details.",
+                details=f"{trace}\n\nServer log:\n{log}".strip())
+        if state in (HealthState.DEFUNCT, HealthState.UNHEALTHY):
+            return RuntimeFailed(f"Model {self.name!r} cannot run: "
+                                 f"{health.detail or state.value}.",
+                                 hint="See the model's logs; start it again.", details=log)
+        return RuntimeFailed(f"Model {self.name!r} was not ready in time (last health: "
+                             f"{state.value if state else 'no answer'}).",
+                             hint="Its setup may need a longer start timeout; see the log.",
+                             details=log)
 
     # ---- stop
     def stop(self) -> None:

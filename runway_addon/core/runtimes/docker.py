@@ -38,8 +38,6 @@ import uuid
 from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
-import requests
-
 from ..errors import Kind
 from ..protocols.replicate import is_loopback  # the one loopback rule, also remote.py's
 from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, _Stopped
@@ -341,9 +339,7 @@ class DockerSession(ModelSession):
         self._advance(SessionState.STARTING, f"container {self.container_id[:12]} started")
         self._wait_ready(deadline)
         self._check_stop()
-        if self._died:  # died between the last health answer and now
-            raise RuntimeFailed(self._died, details=self._tail_logs(),
-                                kind=Kind.CONTAINER_MEMORY if self.oom_killed else "")
+        self._check_alive()  # died between the last health answer and now
         self._advance(SessionState.RUNNING, f"ready at {self.url}")
 
     def _as_failure(self, exc: BaseException) -> RuntimeFailed:
@@ -501,34 +497,21 @@ class DockerSession(ModelSession):
         self.url = f"http://{host}:{self.host_port}"
 
     def _wait_ready(self, deadline: float) -> None:
-        http = requests.Session()
-        try:
-            while True:
-                self._check_stop()
-                if self._died:
-                    raise RuntimeFailed(self._died, details=self._tail_logs(),
-                                        kind=Kind.CONTAINER_MEMORY if self.oom_killed else "")
-                try:
-                    body = http.get(self.url + "/health-check", timeout=2).json()
-                except (requests.RequestException, ValueError):
-                    body = {}  # not listening yet (the proxy resets the connection)
-                status = str(body.get("status", "")).upper()
-                if status in ("READY", "BUSY"):
-                    return
-                if status in ("SETUP_FAILED", "DEFUNCT"):
-                    logs = str((body.get("setup") or {}).get("logs") or "")
-                    what = "setup failed" if status == "SETUP_FAILED" else "server is defunct"
-                    raise RuntimeFailed(f"model {self.name!r}: {what}",
-                                        hint="See the model's logs.",
-                                        details=logs or self._tail_logs())
-                if time.monotonic() > deadline:
-                    raise RuntimeFailed(f"model {self.name!r} was not ready in time "
-                                        f"(last health: {status or 'no answer'})",
-                                        hint="See the model's logs; a large model may need "
-                                             "a longer start timeout.")
-                self._stop_requested.wait(0.1)
-        finally:
-            http.close()
+        """READY through the Cog client; the watcher's news of a dead container
+        (OOM, exit) ends the wait between polls."""
+        from ..client import connect
+
+        def check(health) -> bool:
+            self._check_alive()
+            return True
+
+        with connect(self.url, protocol=self.protocol) as client:
+            self._await_ready(client, deadline - time.monotonic(), check)
+
+    def _check_alive(self) -> None:
+        if self._died:
+            raise RuntimeFailed(self._died, details=self._tail_logs(),
+                                kind=Kind.CONTAINER_MEMORY if self.oom_killed else "")
 
     # ------------------------------------------------------------------ watcher
 

@@ -34,6 +34,8 @@ from typing import Iterator, Optional, Union
 
 import requests
 
+from ..protocols.base import HealthState
+from ..protocols.cog import setup_seconds as _setup_seconds  # noqa: F401 (the benches)
 from ..spec import Protocol
 from .base import ModelSession, RuntimeFailed, SessionEvent, SessionState, _Stopped
 from .cog_yaml import read_cog_yaml
@@ -127,7 +129,6 @@ class ProcessSession(ModelSession):
     """
 
     protocol = Protocol.COG
-    poll_interval = 0.1  # health polls while starting (s)
     stop_grace = 3.0  # after /shutdown or SIGTERM, before the next step (s)
     install_timeout = 3600.0  # environments with torch take a while
     port_attempts = 3
@@ -248,15 +249,17 @@ class ProcessSession(ModelSession):
 
     def _bound_by_us(self) -> bool:
         # coglet logs this line only once its listener is bound; it proves the
-        # READY we saw is ours, not from whoever else might hold the port.
+        # answer we saw is ours, not from whoever else might hold the port.
         return f"server on {HOST}:{self.port}" in self._read_raw_log()
 
     def _wait_ready(self, deadline: float) -> None:
-        announced = False
-        ready_since = None
-        while True:
-            if self._stop_requested.is_set():
-                raise _Stopped()
+        """READY through the Cog client, watching our server between polls."""
+        from ..client import connect
+
+        answered_since = None
+
+        def check(health) -> bool:
+            nonlocal answered_since
             rc = self._proc.poll()
             if rc is not None:
                 log = self._read_log()
@@ -265,39 +268,14 @@ class ProcessSession(ModelSession):
                 raise RuntimeFailed(
                     f"The model server for {self.name!r} exited (code {rc}) before it was ready.",
                     hint="See the log for the cause.", details=_tail(log))
-            if time.monotonic() > deadline:
-                raise RuntimeFailed(f"Model {self.name!r} was not ready in time.",
-                                    hint="Its setup may need longer; see the log.",
-                                    details=_tail(self._read_log()))
-            health = self._health()
-            status = (health or {}).get("status")
-            if status and not announced:
-                announced = True
-                self._advance(SessionState.STARTING, "server up; model setting up")
-            if status == "READY":
-                ready_since = ready_since or time.monotonic()
-                if self._bound_by_us() or time.monotonic() - ready_since > 2.0:
-                    self.setup_seconds = _setup_seconds(health)
-                    return
-            elif status == "SETUP_FAILED":
-                raise self._setup_failure(health)
-            elif status in ("DEFUNCT", "UNHEALTHY"):
-                raise RuntimeFailed(f"Model {self.name!r} is {status.lower()} after its setup.",
-                                    details=_tail(self._read_log()))
-            self._stop_requested.wait(self.poll_interval)
+            if health.state is HealthState.UNREACHABLE:
+                return True  # nothing to trust or distrust yet
+            answered_since = answered_since or time.monotonic()
+            return self._bound_by_us() or time.monotonic() - answered_since > 2.0
 
-    def _setup_failure(self, health: dict) -> RuntimeFailed:
-        """The setup's error as Cog reports it: a traceback where Cog keeps one
-        (coglet 0.23.1 keeps only the exception line), then the log's last lines."""
-        logs = ((health.get("setup") or {}).get("logs") or "").strip()
-        trace = logs[logs.find("Traceback"):] if "Traceback" in logs else _tail(logs)
-        last = trace.splitlines()[-1] if trace else "no details"
-        # coglet wraps the exception in "worker setup failed (slot ...): ...".
-        m = re.search(r"(\w+(?:Error|Exception|Exit|Interrupt)\b.*)$", last)
-        return RuntimeFailed(
-            f"Model {self.name!r} failed its setup: {m.group(1) if m else last}",
-            hint="The model folder or its weights may need fixing; see the details.",
-            details=f"{trace}\n\nServer log:\n{_tail(self._read_log())}".strip())
+        with connect(self.url, protocol=self.protocol) as client:
+            health = self._await_ready(client, deadline - time.monotonic(), check)
+        self.setup_seconds = health.setup_seconds
 
     def _watch(self) -> None:
         """While RUNNING: a server that exits, or whose worker died, is FAILED."""
@@ -404,20 +382,6 @@ class ProcessSession(ModelSession):
 
     def logs(self) -> str:
         return self._read_log()
-
-
-def _setup_seconds(health: dict) -> Optional[float]:
-    """The model's own setup time, from Cog's setup.started_at/completed_at."""
-    from datetime import datetime
-
-    setup = health.get("setup") or {}
-    try:
-        # Cog writes nanoseconds; fromisoformat takes at most microseconds.
-        a, b = (datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", setup[k]))
-                for k in ("started_at", "completed_at"))
-    except (KeyError, TypeError, ValueError):
-        return None
-    return (b - a).total_seconds()
 
 
 # --------------------------------------------------------------------------- orphans
