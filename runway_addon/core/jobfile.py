@@ -236,8 +236,14 @@ def load(path: Union[str, Path]) -> JobFile:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise JobFileError(f"cannot read the job file {str(path)!r}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise JobFileError(f"{path.name} is not UTF-8 text (byte {e.start}).",
+                           hint="Save the job file as UTF-8.") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise JobFileError(f"{path.name} is nested too deeply to read.",
+                           hint="A job file is a few levels of objects; fix the file.") from None
     except ValueError as e:
         raise JobFileError(f"{path.name} is not JSON: {e}", hint="Check the file's syntax.") \
             from e

@@ -286,10 +286,11 @@ def _check_boolean(field, value, issues: _Issues) -> None:
 
 def _check_category(field, value, issues: _Issues) -> None:
     v = value.item() if isinstance(value, np.generic) else value
-    for choice in field.choices:
-        if isinstance(choice, str) == isinstance(v, str) and not isinstance(v, bool) \
-                and choice == v:
-            return
+    # Only a scalar can be a choice (an array compared to one is an array, not a yes/no).
+    if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+        for choice in field.choices:
+            if isinstance(choice, str) == isinstance(v, str) and choice == v:
+                return
     issues.add(value, "choices", f"{describe(value)} is not one of "
                                  f"{describe(field.choices, 80)}")
 
