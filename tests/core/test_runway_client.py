@@ -15,6 +15,8 @@ import gzip
 import io
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +41,7 @@ from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, Category
                                     ImageLandmarksField, ImagePointField, NumberField, Protocol,
                                     SegmentationField, TextField, VectorField)
 
-from tests.helpers import run_cancelled
+from tests.helpers import wait_until
 from tests.servers import RUNWAY_SDK_SERVER as SERVER, RunwayTestServer
 from tests.servers.runway_sdk_real import EVERY_TYPE, HERE as SDK_MODELS, RealSdkServer, sdk_python
 
@@ -230,16 +232,12 @@ def test_spec_from_meta_over_http(client):
 def test_health_starting_while_port_closed_then_ready(own_server):
     srv = own_server(options={"setup_seconds": 1.5}, env={"GPU": "1"}, ready=False)
     client = RunwayClient(srv.url, health_timeout=1)
-    seen = [client.health()]
-    assert seen[0].state == HealthState.STARTING and "port closed" in seen[0].detail
+    first = client.health()
+    assert first.state == HealthState.STARTING and "port closed" in first.detail
     with pytest.raises(ConnectionFailed) as err:  # a run now is refused, with a hint
         client.spec()
     assert "setup" in err.value.hint
-    deadline = time.monotonic() + 15
-    while seen[-1].state != HealthState.READY and time.monotonic() < deadline:
-        time.sleep(0.1)
-        seen.append(client.health())
-    assert seen[-1].state == HealthState.READY
+    assert wait_until(lambda: client.health().state == HealthState.READY, 15)
     assert client.spec().gpu is True
 
 
@@ -249,12 +247,11 @@ def test_health_starting_while_post_setup_runs(own_server, weights_dir):
     client = RunwayClient(srv.url, health_timeout=0.3, timeout=30)
     client.spec()
     t = threading.Thread(target=client.setup,
-                         args=({"weights_dir": weights_dir, "setup_seconds": 1.5},))
+                         args=({"weights_dir": weights_dir, "setup_seconds": 3},))
     t.start()
-    time.sleep(0.3)
-    during = client.health()  # the server answers nothing while setup runs
+    # The server answers nothing while setup runs: health reads STARTING until it ends.
+    assert wait_until(lambda: client.health().state == HealthState.STARTING, 10, step=0.05)
     t.join()
-    assert during.state == HealthState.STARTING
     assert client.health().state == HealthState.READY
 
 
@@ -567,24 +564,90 @@ def test_image_size_checked_client_side_not_by_server(client, server):
 
 # --------------------------------------------------------------------------- cancel
 
-@pytest.mark.network
-def test_cancel_event_abandons_a_slow_run(client):
-    client.spec()
-    err, took = run_cancelled(client, {"seconds": 5}, "slow", after=0.3)
-    assert took < 2
-    assert "cannot stop" in err.hint
+class Relay:
+    """A loopback TCP relay to ``port`` that calls ``on_sent()`` once a whole request
+    to ``path`` has been passed on to the server: a cancel then comes with the run
+    surely sent, never before it (no timer racing the request)."""
+
+    def __init__(self, port: int, path: bytes, on_sent):
+        self.port, self.path, self.on_sent = port, path, on_sent
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._socks = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.port))
+            self._socks += [conn, upstream]
+            threading.Thread(target=self._pump, args=(conn, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, conn, False),
+                             daemon=True).start()
+
+    def _pump(self, src, dst, requests_out):
+        buf = b""
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                buf += data if requests_out else b""
+                while (end := buf.find(b"\r\n\r\n")) >= 0:  # one request after another
+                    head = buf[:end].decode("latin-1")
+                    length = int(re.search(r"(?im)^content-length:\s*(\d+)", head)[1]
+                                 if "content-length:" in head.lower() else 0)
+                    if len(buf) < end + 4 + length:
+                        break
+                    buf = buf[end + 4 + length:]
+                    if head.split(" ")[1].encode() == self.path:
+                        self.on_sent()
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        for sock in self._socks:
+            sock.close()
+
+
+def slow_answers(server, since):
+    return [r for r in server.requests()[since:] if r["path"] == "/slow"]
 
 
 @pytest.mark.network
-def test_cancel_by_run_id(client):
-    client.spec()
-    threading.Timer(0.3, client.cancel, args=("run-42",)).start()
-    started = time.monotonic()
-    with pytest.raises(Cancelled):
-        client.run({"seconds": 5}, "slow", run_id="run-42")
-    assert time.monotonic() - started < 2
-    # The client stays usable.
-    assert client.run({"seconds": 0}, "slow").outputs["text"] == "done"
+def test_cancel_event_abandons_a_slow_run(server):
+    cancel = threading.Event()
+    relay = Relay(server.port, b"/slow", cancel.set)
+    try:
+        client = RunwayClient(relay.url, timeout=30)
+        client.spec()
+        before = len(server.requests())
+        with pytest.raises(Cancelled) as err:
+            client.run({"seconds": 5}, "slow", cancel_event=cancel)
+        # The client let go while the server was still working (it logs before it
+        # answers): a cancel that waited for the answer would find it logged.
+        assert slow_answers(server, before) == []
+        assert "cannot stop" in err.value.hint
+    finally:
+        relay.close()
+
+
+@pytest.mark.network
+def test_cancel_by_run_id(server):
+    relay = Relay(server.port, b"/slow", lambda: client.cancel("run-42"))
+    try:
+        client = RunwayClient(relay.url, timeout=30)
+        client.spec()
+        before = len(server.requests())
+        with pytest.raises(Cancelled):
+            client.run({"seconds": 5}, "slow", run_id="run-42")
+        assert slow_answers(server, before) == []
+        # The client stays usable (the server answers once the abandoned run ends).
+        assert client.run({"seconds": 0}, "slow").outputs["text"] == "done"
+    finally:
+        relay.close()
 
 
 # --------------------------------------------------------------------------- hosted models
