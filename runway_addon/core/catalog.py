@@ -548,6 +548,10 @@ def load_folder_spec(folder, schema_file: str = ".cog/openapi_schema.json"):
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
         return spec_from_openapi(schema)
+    except RecursionError:
+        raise CatalogError(f"the model's schema {str(path)!r} is nested too deeply to read",
+                           path=str(path), hint="Write it with 'build.py models schema'.") \
+            from None
     except (OSError, ValueError, RunwayError) as e:
         raise CatalogError(f"cannot read the model's schema {str(path)!r}: {e}", path=str(path),
                            hint="Write it with 'build.py models schema'.") from e
@@ -564,6 +568,10 @@ def load_saved_spec(path):
         raise CatalogError(f"cannot read the model's saved spec {str(path)!r}: "
                            f"{e.strerror or e}", path=str(path),
                            hint="Add the model again to save its spec.") from e
+    except UnicodeDecodeError as e:
+        raise CatalogError(f"the model's saved spec {str(path)!r} is not UTF-8 text "
+                           f"(byte {e.start})", path=str(path),
+                           hint="Add the model again to save its spec.") from None
     except ValidationError as e:
         raise CatalogError(f"the model's saved spec {str(path)!r} is invalid: "
                            f"{_describe_validation(e)}", path=str(path),

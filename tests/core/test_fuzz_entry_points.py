@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runway_addon.core import codecs, jobfile
-from runway_addon.core.catalog import Catalog
+from runway_addon.core.catalog import Catalog, CatalogError, load_folder_spec, load_saved_spec
+from runway_addon.core.client import connect
 from runway_addon.core.codecs import WireContext, decode_value, encode_value
 from runway_addon.core.errors import RunwayError, SpecValidationError, register_secret
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
@@ -167,7 +168,20 @@ FIELDS = [
     ImageLandmarksField(name="landmarks", length=2), SecretField(name="secret"),
     AnyField(name="any"),
 ]
-fields = st.sampled_from(FIELDS) | runway_field().map(field_from_runway)
+
+
+def _cog_fields(props: dict) -> list:
+    """The input fields Cog's parser makes of these properties (none when it refuses)."""
+    try:
+        return spec_from_openapi(cog_schema(inputs=props)).commands[0].inputs
+    except RunwayError:
+        return []
+
+
+cog_field_lists = st.dictionaries(st.text(min_size=1, max_size=4), prop(1), min_size=1,
+                                  max_size=2).map(_cog_fields)
+fields = (st.sampled_from(FIELDS) | runway_field().map(field_from_runway)
+          | cog_field_lists.filter(bool).map(lambda fs: fs[0]))
 values = junk | st.lists(huge, max_size=4) | st.lists(st.lists(huge, max_size=3), max_size=3) \
     | st.builds(np.zeros, st.tuples(st.integers(0, 3), st.integers(0, 3))) \
     | st.tuples(huge, huge)
@@ -207,7 +221,7 @@ wire_values = (junk | st.binary(max_size=64).map(lambda b: codecs.to_data_uri(b,
 
 
 @fuzz(300)
-@given(field=st.sampled_from(CODEC_FIELDS) | runway_field().map(field_from_runway),
+@given(field=st.sampled_from(CODEC_FIELDS) | fields,
        wire=wire_values, paths=st.booleans())
 def test_codecs_decode_and_encode_only_raise_codec_errors(field, wire, paths):
     ctx = WireContext(files_as_paths=paths, fetch=lambda url: b"\x89PNG garbage")
@@ -306,6 +320,38 @@ def test_catalog_reports_broken_cards_and_loads_the_good_one(cards):
         for err in cat.errors:
             assert isinstance(err, RunwayError) and err.message.strip()
             assert SECRET not in str(err)
+
+
+spec_files = (st.binary(max_size=80) | st.binary(max_size=40).map(lambda b: b + b"\xff\xfe")
+              | openapi_docs().map(lambda d: json.dumps(d).encode())
+              | junk.map(lambda d: json.dumps(d).encode())
+              | st.integers(100, 20000).map(lambda n: b"[" * n + b"]" * n))
+
+
+@fuzz(200)
+@given(blob=spec_files)
+def test_schema_and_saved_spec_files_only_raise_catalog_errors(blob):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / ".cog").mkdir()
+        (Path(tmp) / ".cog" / "openapi_schema.json").write_bytes(blob)
+        (Path(tmp) / "spec.json").write_bytes(blob)
+        only_runway_errors(load_folder_spec, tmp)
+        only_runway_errors(load_saved_spec, Path(tmp) / "spec.json")
+
+
+def test_schema_file_nested_too_deeply_is_a_catalog_error(tmp_path):
+    # Found by the fuzzer: json.loads' RecursionError came out of load_folder_spec.
+    (tmp_path / ".cog").mkdir()
+    (tmp_path / ".cog" / "openapi_schema.json").write_bytes(b"[" * 1989 + b"]" * 1989)
+    with pytest.raises(CatalogError, match="nested too deeply"):
+        load_folder_spec(tmp_path)
+
+
+def test_saved_spec_that_is_not_utf8_is_a_catalog_error(tmp_path):
+    # Found by the fuzzer: UnicodeDecodeError (a ValueError) came out of load_saved_spec.
+    (tmp_path / "spec.json").write_bytes(b"\x80")
+    with pytest.raises(CatalogError, match="is not UTF-8 text"):
+        load_saved_spec(tmp_path / "spec.json")
 
 
 # --------------------------------------------------------------------------- job files
@@ -458,4 +504,34 @@ def test_runway_client_decodes_generated_answers_into_runway_errors_only(runway_
         only_runway_errors(client.run, {"text": "hi"})
         only_runway_errors(client.cancel, "run-1")
     finally:
+        client.close()
+
+
+@pytest.mark.network
+@fuzz(100)
+@given(path=st.sampled_from(["*", "/", "/meta", "/health-check", "/openapi.json",
+                             "/healthcheck"]), answer=answers)
+def test_connect_detects_over_generated_answers_into_runway_errors_only(cog_server, path,
+                                                                        answer):
+    server, ans = cog_server
+    with ans.lock:
+        ans.path, ans.answer = path, (answer[0], answer[1], dict(answer[2]))
+    client = only_runway_errors(connect, server.url, token=SECRET, timeout=3)
+    if client is not None:
+        try:
+            only_runway_errors(client.spec)
+        finally:
+            client.close()
+
+
+@fuzz(200)
+@given(url=st.text(max_size=30) | st.sampled_from(["http://", "http://[::1", "http://x:99999",
+                                                   "https://:0/", "http://127.0.0.1:0"]),
+       token=st.none() | st.text(max_size=12) | st.just(SECRET + "\n"),
+       protocol=st.none() | st.sampled_from(["cog", "runway", "runway-hosted", "replicate",
+                                             "nope", ""]))
+def test_connect_with_generated_urls_tokens_and_protocols_only_raises_runway_errors(
+        url, token, protocol):
+    client = only_runway_errors(connect, url, token=token, protocol=protocol, timeout=1)
+    if client is not None:
         client.close()
