@@ -450,3 +450,23 @@ def test_acquire_cancelled_before_the_start_raises_cancelled(server):
         pool.acquire(Job(ref(server)), cancel)
     assert err.value.message == "Cancelled while the model was starting."
     assert pool.find(ref(server)) is None and server.schema_reads() == 0
+
+
+def test_shutdown_cancels_what_runs_and_stops_every_session(server):
+    pool = SessionPool()
+    queue = JobQueue(pool, workers=2)
+    server.hold = threading.Event()
+    running = queue.submit(Job(ref(server), {"text": "slow"}))
+    assert server.arrived.wait(30)
+    entry = pool.find(ref(server))
+    queue.shutdown(timeout=10)
+    assert running.finished.is_set() and running.state is JobState.CANCELLED
+    assert queue.active() == [] and pool.sessions() == []
+    assert entry.state is SessionState.STOPPED and entry.client is None
+    assert server.requests_to(f"/predictions/{running.id}/cancel", "POST")
+
+
+def test_draining_without_a_listener_still_consumes_the_events(engine, server):
+    h = engine.submit(Job(ref(server), {"text": "q"}))
+    engine.drain_until([h])
+    assert h.state is JobState.DONE and engine.poll() == []
