@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,7 +121,8 @@ def _statuses(work: Path, module: str) -> dict[str, str]:
     return {name: status_by_exit_code[code] for name, code in codes.items()}
 
 
-def run_module(module: str, max_children: int, keep: bool, rev: str = "") -> dict:
+def run_module(module: str, max_children: int, keep: bool, rev: str = "",
+               minutes: float = 0) -> dict:
     tests = MODULES[module]
     work = Path(tempfile.mkdtemp(prefix="runway-mutate-"))
     try:
@@ -132,8 +134,15 @@ def run_module(module: str, max_children: int, keep: bool, rev: str = "") -> dic
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         env.pop("MUTANT_UNDER_TEST", None)
         print(f"== {module} against {' '.join(tests)} (in {work})", flush=True)
-        proc = subprocess.run([sys.executable, "-m", "mutmut", "run",
-                               "--max-children", str(max_children)], cwd=work, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "mutmut", "run",
+                                 "--max-children", str(max_children)], cwd=work, env=env)
+        try:
+            proc.wait(timeout=minutes * 60 if minutes else None)
+        except subprocess.TimeoutExpired:
+            # mutmut stops on SIGINT and keeps what it tested; the rest stays untested.
+            print(f"mutate: {module}: {minutes} min are up, stopping", flush=True)
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
         if proc.returncode != 0:
             raise SystemExit(f"mutate: mutmut failed for {module} (exit {proc.returncode})")
         statuses = _statuses(work, module)
@@ -144,12 +153,15 @@ def run_module(module: str, max_children: int, keep: bool, rev: str = "") -> dic
             print(f"   kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    row = {"module": module, "mutants": 0, "killed": 0, "survived": 0, "timeout": 0}
+    row = {"module": module, "mutants": 0, "killed": 0, "survived": 0, "timeout": 0,
+           "untested": 0}
     for status in statuses.values():
         column = COLUMN.get(status)
-        if column:  # "skipped" / "not checked" count nowhere
+        if column:
             row[column] += 1
             row["mutants"] += 1
+        elif status == "not checked":  # a run stopped by --minutes
+            row["untested"] += 1
     detected = row["killed"] + row["timeout"]
     row["score"] = round(100.0 * detected / row["mutants"], 1) if row["mutants"] else None
     row["survivors"] = survivors
@@ -176,6 +188,10 @@ def _diffs(work: Path, module: str, names: list[str]) -> str:
     return proc.stdout + proc.stderr
 
 
+def _untested(row) -> str:
+    return f" ({row['untested']} not tested: stopped)" if row.get("untested") else ""
+
+
 def _score(score) -> str:
     return "-" if score is None else f"{score:.1f} %"
 
@@ -183,7 +199,8 @@ def _score(score) -> str:
 def table(rows: list[dict]) -> str:
     head = "| module | mutants | killed | survived | timeout | score |\n|---|---|---|---|---|---|\n"
     body = "".join(
-        f"| {r['module']} | {r['mutants']} | {r['killed']} | {r['survived']} | {r['timeout']} "
+        f"| {r['module']}{_untested(r)} | {r['mutants']} | {r['killed']} | {r['survived']} "
+        f"| {r['timeout']} "
         f"| {_score(r['score'])} |\n" for r in rows)
     return head + body
 
@@ -199,13 +216,16 @@ def main(argv=None) -> int:
     parser.add_argument("--at", default="", metavar="REV",
                         help="the tree as committed at this git revision instead of the "
                              "working tree (scores before a change)")
+    parser.add_argument("--minutes", type=float, default=0,
+                        help="stop each module after this long and score what was tested")
     args = parser.parse_args(argv)
     chosen = [m.removeprefix(f"{PKG}/") for m in args.modules] or list(MODULES)
     unknown = [m for m in chosen if m not in MODULES]
     if unknown:
         parser.error(f"no fast tests are known for {', '.join(unknown)}; known: "
                      f"{', '.join(MODULES)}")
-    rows = [run_module(m, args.max_children, args.keep, args.at) for m in chosen]
+    rows = [run_module(m, args.max_children, args.keep, args.at, args.minutes)
+            for m in chosen]
     out = OUT / args.at if args.at else OUT  # a revision's table beside the tree's
     text = table(rows)
     print("\n" + text)
