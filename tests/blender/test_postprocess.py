@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import mod
+from tests.helpers import mod, wait_until
 
 pytestmark = [pytest.mark.blender, pytest.mark.network, pytest.mark.slow]
 
@@ -192,11 +192,12 @@ def test_gui_render_thread_path_results_land_through_the_timer(runway, tmp_path)
     assert state.pending and not state.done  # nothing was written from the render thread
     assert "Runway post: identity" not in bpy.data.images
     eng = engine.get()
-    import time
-    deadline = time.monotonic() + 60
-    while not state.summary and time.monotonic() < deadline:
+
+    def stepped():
         eng.step()  # what bpy.app.timers does on the main thread
-        time.sleep(0.02)
+        return bool(state.summary)
+
+    assert wait_until(stepped, 60, step=0.02), state.failed
     assert sorted(state.done) == [3], state.failed
     assert (tmp_path / "render" / "frame_0003_runway.png").is_file()
     assert bpy.data.images["Runway post: identity"].size[:] == (24, 16)
