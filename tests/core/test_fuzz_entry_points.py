@@ -111,7 +111,7 @@ def openapi_docs():
     return doc | junk
 
 
-@fuzz(600)
+@fuzz(400)
 @given(doc=openapi_docs(), version=st.none() | st.text(max_size=5) | junk)
 def test_spec_from_openapi_only_raises_runway_errors(doc, version):
     only_runway_errors(spec_from_openapi, doc, version=version)
@@ -187,7 +187,7 @@ values = junk | st.lists(huge, max_size=4) | st.lists(st.lists(huge, max_size=3)
     | st.tuples(huge, huge)
 
 
-@fuzz(250)
+@fuzz(120)
 @given(fs=st.lists(fields, max_size=4), data=st.data(), protocol=st.sampled_from(
     [None, "runway", "cog"]))
 def test_validation_of_generated_specs_and_values_only_raises_spec_errors(fs, data, protocol):
@@ -220,7 +220,7 @@ wire_values = (junk | st.binary(max_size=64).map(lambda b: codecs.to_data_uri(b,
                | st.lists(st.lists(huge, max_size=3), max_size=3))
 
 
-@fuzz(300)
+@fuzz(200)
 @given(field=st.sampled_from(CODEC_FIELDS) | fields,
        wire=wire_values, paths=st.booleans())
 def test_codecs_decode_and_encode_only_raise_codec_errors(field, wire, paths):
@@ -328,7 +328,7 @@ spec_files = (st.binary(max_size=80) | st.binary(max_size=40).map(lambda b: b + 
               | st.integers(100, 20000).map(lambda n: b"[" * n + b"]" * n))
 
 
-@fuzz(200)
+@fuzz(120)
 @given(blob=spec_files)
 def test_schema_and_saved_spec_files_only_raise_catalog_errors(blob):
     with tempfile.TemporaryDirectory() as tmp:
@@ -364,7 +364,7 @@ jobs = st.recursive(leaf, lambda kids: st.lists(kids, max_size=3)
                     max_leaves=20)
 
 
-@fuzz(400)
+@fuzz(250)
 @given(data=jobs | st.fixed_dictionaries({"model": st.fixed_dictionaries(
     {}, optional={"catalog": junk, "url": junk, "protocol": junk}),
     "inputs": st.dictionaries(st.text(max_size=4), jobs, max_size=3),
