@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 
 import numpy as np
@@ -12,13 +13,13 @@ from PIL import Image
 
 from runway_addon.core.client import connect
 from runway_addon.core.codecs import FileValue
-from runway_addon.core.errors import (AuthError, RunwayError, ServerError,
+from runway_addon.core.errors import (AuthError, Cancelled, RunwayError, ServerError,
                                       SpecValidationError)
 from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.replicate import (ModelRef, ReplicateClient,
                                                    parse_model_ref)
 from runway_addon.core.spec import FileField, ImageField, NumberField, Protocol
-from tests.helpers import run_cancelled, wait_until
+from tests.helpers import wait_until
 from tests.servers import REPLICATE_TOKEN as TOKEN
 
 
@@ -227,14 +228,37 @@ def test_validation_before_sending_and_422_from_the_server(stand_in, make_client
     assert err.value.status == 422 and err.value.field == "delay"
 
 
+def cancelled_once(client, inputs: dict, ready) -> Cancelled:
+    """``client.run(inputs)`` on a thread, its cancel event set once ``ready()`` holds
+    (a state of the stand-in, never a timer); the Cancelled it must raise."""
+    cancel, got = threading.Event(), {}
+
+    def work():
+        try:
+            got["result"] = client.run(inputs, cancel_event=cancel)
+        except Exception as exc:  # noqa: BLE001 (checked below)
+            got["error"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    assert wait_until(ready, 15, step=0.05)
+    cancel.set()
+    worker.join(30)
+    assert not worker.is_alive() and isinstance(got.get("error"), Cancelled), got
+    return got["error"]
+
+
 @network
 def test_cancel_event_cancels_on_the_server(stand_in, make_client):
     client = make_client("test/slow", wait=1)
-    _, took = run_cancelled(client, {"seconds": 30.0}, after=1.6)
-    assert took < 4.0
+    mark = stand_in.mark()
+    # Cancelled while polling: the held create has answered and a poll went out.
+    cancelled_once(client, {"seconds": 30.0}, lambda: any(
+        e["method"] == "GET" and e["path"].startswith("/v1/predictions/")
+        for e in stand_in.requests(mark)))
     (pid,) = [p for p, rec in stand_in.predictions().items()
               if rec["model"] == "test/slow" and rec["input"] == {"seconds": 30.0}]
-    prediction = stand_in.predictions()[pid]
+    prediction = stand_in.predictions()[pid]  # cancelled, not run to its 30 s end
     assert prediction["_cancel_requested"] and prediction["status"] == "canceled"
     assert any(e["path"] == f"/v1/predictions/{pid}/cancel" for e in stand_in.requests())
     assert client.tracker.usage.runs == 0  # cancelled before it finished: nothing seen billed
@@ -244,13 +268,19 @@ def test_cancel_event_cancels_on_the_server(stand_in, make_client):
 def test_cancel_while_the_create_request_is_held(stand_in, make_client):
     """The id is unknown until the held create answers: run() returns at once and
     the prediction is cancelled as soon as Replicate names it."""
-    client = make_client("test/slow", wait=2)
-    _, took = run_cancelled(client, {"seconds": 29.0}, after=0.3)
-    assert took < 1.5
+    client = make_client("test/slow", wait=5)
+    mark = stand_in.mark()
+
+    def held():  # the create arrived and the stand-in holds its answer
+        return [e for e in creates(stand_in.requests(mark)) if "status" not in e]
+
+    cancelled_once(client, {"seconds": 29.0}, held)
+    assert held()  # run() returned while the create was still held, not after it
+
     def canceled():
         return [rec for rec in stand_in.predictions().values()
                 if rec["input"] == {"seconds": 29.0} and rec["status"] == "canceled"]
-    assert wait_until(canceled, 10, step=0.2)
+    assert wait_until(canceled, 20, step=0.2)
     assert canceled()[0]["_cancel_requested"]
 
 
