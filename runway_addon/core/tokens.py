@@ -55,8 +55,8 @@ class TokenStore:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError):
-            # A damaged file must not take every other setting down with it.
+        except (OSError, ValueError, RecursionError):
+            # A damaged file (nested too deeply too) must not take every other setting down.
             return {}
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 

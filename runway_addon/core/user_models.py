@@ -19,7 +19,7 @@ import re
 import tempfile
 from datetime import date
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from .catalog import USER_SPEC_FILE, CatalogError, ModelCard, _describe_validation
 from .errors import RunwayError
@@ -336,9 +336,16 @@ def validate_card(card: dict) -> ModelCard:
     """The card as the catalog will read it; CatalogError naming each bad field."""
     from pydantic import ValidationError
 
+    if not isinstance(card, Mapping):
+        raise CatalogError(f"The model card is {type(card).__name__}, not an object of fields.",
+                           hint="Fill in the card's fields.")
     data = {k: v for k, v in card.items() if k not in ("folder", "card_dir") and v is not None}
     try:
         return ModelCard.model_validate(data)
+    except RecursionError:
+        raise CatalogError("The model card is nested too deeply to read.",
+                           hint="Fix the fields that nest lists or objects in each other.") \
+            from None
     except ValidationError as e:
         raise CatalogError(f"The model card is invalid: {_describe_validation(e)}.",
                            hint="Fix those fields.") from e

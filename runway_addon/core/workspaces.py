@@ -154,7 +154,7 @@ class WorkspaceStore:
             workspaces = _parse(json.loads(raw.decode("utf-8")))
         except FileNotFoundError:
             return []
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # nested too deeply too
             self._set_aside(e)
             return []
         self._cache = (key, workspaces)
@@ -299,7 +299,7 @@ class RecentStore:
                 raise ValueError("not an object with a 'models' map of names to times")
         except FileNotFoundError:
             return {}
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # nested too deeply too
             self.problem = _set_aside(self.path, e, "recently used models")
             self._cache = None
             return {}

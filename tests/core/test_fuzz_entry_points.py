@@ -28,7 +28,11 @@ from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, Category
                                     ImageLandmarksField, ImagePointField, IntegerField,
                                     NumberField, SecretField, SegmentationField, TextField,
                                     VectorField)
+from runway_addon.core.runtimes.cog_yaml import load_cog_yaml
+from runway_addon.core.tokens import TokenStore
+from runway_addon.core.user_models import validate_card
 from runway_addon.core.validation import validate_inputs, validate_value
+from runway_addon.core.workspaces import RecentStore, WorkspaceStore
 from tests.servers.hostile import HostileServer, cog_schema, runway_meta
 
 SECRET = "fuzz-secret-7Qx9Lm2Zp4"  # generated documents echo it; no message may show it
@@ -352,6 +356,73 @@ def test_saved_spec_that_is_not_utf8_is_a_catalog_error(tmp_path):
     (tmp_path / "spec.json").write_bytes(b"\x80")
     with pytest.raises(CatalogError, match="is not UTF-8 text"):
         load_saved_spec(tmp_path / "spec.json")
+
+
+# --------------------------------------------------------------------------- user folder
+
+store_files = (st.binary(max_size=60) | junk.map(lambda d: json.dumps(d).encode())
+               | st.fixed_dictionaries({"workspaces": junk, "models": junk, "format": junk})
+               .map(lambda d: json.dumps(d).encode())
+               | st.integers(100, 20000).map(lambda n: b"[" * n + b"]" * n))
+
+
+@fuzz(150)
+@given(blob=store_files)
+def test_user_folder_stores_survive_generated_files(blob):
+    # A damaged store must not take the add-on down: it reads as empty (set aside and
+    # reported for workspaces and recent models), and writing afterwards works.
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("workspaces.json", "recent.json", "tokens.json"):
+            (Path(tmp) / name).write_bytes(blob)
+        spaces, recent = WorkspaceStore(tmp), RecentStore(tmp)
+        assert isinstance(only_runway_errors(spaces.load), list)
+        assert isinstance(only_runway_errors(recent.load), dict)
+        recent.record("m", 1.0)
+        assert recent.load() == {"m": 1.0}
+        tokens = TokenStore(Path(tmp) / "tokens.json")
+        got = only_runway_errors(tokens.get, "x", env_names=[])
+        assert got is None or isinstance(got, str)
+        tokens.set("x", SECRET)
+        assert tokens.get("x", env_names=[]) == SECRET
+
+
+def test_stores_nested_too_deeply_read_as_empty(tmp_path):
+    # Found by the fuzzer: json.loads' RecursionError came out of each store's read.
+    deep = b"[" * 1988 + b"]" * 1988
+    for name in ("workspaces.json", "recent.json", "tokens.json"):
+        (tmp_path / name).write_bytes(deep)
+    spaces = WorkspaceStore(tmp_path)
+    assert spaces.load() == [] and "could not be read" in spaces.problem
+    assert RecentStore(tmp_path).load() == {}
+    assert TokenStore(tmp_path / "tokens.json").get("x", env_names=[]) is None
+
+
+@fuzz(150)
+@given(blob=st.binary(max_size=80) | st.text(max_size=80).map(str.encode)
+       | st.sampled_from([b"predict: predict.py:P\nbuild:\n  python_version: '3.11'\n",
+                          b"build:\n  python_packages:\n    - x==1\n", b"predict:", b"\xff"]))
+def test_cog_yaml_of_generated_bytes_only_raises_runtime_failed(blob):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "cog.yaml").write_bytes(blob)
+        only_runway_errors(load_cog_yaml, tmp)
+
+
+@fuzz(150)
+@given(card=st.fixed_dictionaries({}, optional={k: junk for k in sorted(GOOD_CARD)})
+       .map(lambda over: dict(GOOD_CARD, **over)) | junk)
+def test_validate_card_of_generated_cards_only_raises_catalog_errors(card):
+    only_runway_errors(validate_card, card)
+
+
+def test_validate_card_of_a_non_object_or_a_too_deep_card_is_a_catalog_error():
+    # Found by the fuzzer: validate_card(None) raised AttributeError.
+    with pytest.raises(CatalogError, match="NoneType, not an object"):
+        validate_card(None)
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(CatalogError):
+        validate_card(dict(GOOD_CARD, keywords=deep))
 
 
 # --------------------------------------------------------------------------- job files
