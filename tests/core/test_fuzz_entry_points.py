@@ -20,9 +20,12 @@ from runway_addon.core import codecs, jobfile
 from runway_addon.core.catalog import Catalog, CatalogError, load_folder_spec, load_saved_spec
 from runway_addon.core.client import connect
 from runway_addon.core.codecs import WireContext, decode_value, encode_value
-from runway_addon.core.errors import RunwayError, SpecValidationError, register_secret
+from runway_addon.core.errors import (RunwayError, ServerError, SpecValidationError,
+                                      register_secret)
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
-from runway_addon.core.protocols.runway import RunwayClient, field_from_runway, spec_from_meta
+from runway_addon.core.protocols.replicate import ReplicateClient
+from runway_addon.core.protocols.runway import (HostedRunwayClient, RunwayClient,
+                                                field_from_runway, spec_from_meta)
 from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, CategoryField,
                                     FileField, ImageBoundingBoxField, ImageField,
                                     ImageLandmarksField, ImagePointField, IntegerField,
@@ -560,10 +563,10 @@ def test_cog_client_decodes_generated_answers_into_runway_errors_only(cog_server
 
 @pytest.mark.network
 @fuzz(150)
-@given(path=st.sampled_from(["*", "/healthcheck", "/meta", "/echo", "/cancel"]),
-       answer=answers)
+@given(path=st.sampled_from(["*", "/healthcheck", "/meta", "/echo", "/cancel", "/setup"]),
+       answer=answers, options=st.dictionaries(st.text(max_size=4), junk, max_size=2))
 def test_runway_client_decodes_generated_answers_into_runway_errors_only(runway_server, path,
-                                                                        answer):
+                                                                        answer, options):
     server, ans = runway_server
     with ans.lock:
         ans.path, ans.answer = path, (answer[0], answer[1], dict(answer[2]))
@@ -572,10 +575,64 @@ def test_runway_client_decodes_generated_answers_into_runway_errors_only(runway_
     try:
         only_runway_errors(client.health)
         only_runway_errors(client.spec)
+        only_runway_errors(client.setup, options)
         only_runway_errors(client.run, {"text": "hi"})
         only_runway_errors(client.cancel, "run-1")
     finally:
         client.close()
+
+
+@pytest.mark.network
+def test_setup_answered_404_without_an_error_text_says_so(runway_server):
+    # Found by the fuzzer: a bare 404 to POST /setup gave a ServerError with no message.
+    server, ans = runway_server
+    with ans.lock:
+        ans.path, ans.answer = "/setup", (404, b'{"detail": "Not Found"}', {})
+    client = RunwayClient(server.url, timeout=3)
+    try:
+        with pytest.raises(ServerError, match=r"no setup route \(HTTP 404\)") as err:
+            client.setup({})
+        assert err.value.status == 404
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def hosted_server():
+    answers = _Answers({"/v1": {"status": "running"}, "/v1/": {"status": "running"},
+                        "/v1/info": runway_meta()["commands"][0],
+                        "/v1/models/a/b": {"owner": "a", "name": "b"},
+                        "/v1/models/a/b/versions/v1": {"id": "v1",
+                                                       "openapi_schema": cog_schema()}})
+    server = HostileServer()
+    server.prefix("/", answers.handler)
+    yield server, answers
+    server.stop()
+
+
+@pytest.mark.network
+@fuzz(100)
+@given(path=st.sampled_from(["*", "/v1/info", "/v1/query", "/v1/models", "/v1/predictions"]),
+       answer=answers, options=st.dictionaries(st.text(max_size=4), junk, max_size=2))
+def test_hosted_and_replicate_clients_decode_generated_answers_into_runway_errors_only(
+        hosted_server, path, answer, options):
+    server, ans = hosted_server
+    with ans.lock:
+        ans.path, ans.answer = path, (answer[0], answer[1], dict(answer[2]))
+    hosted = HostedRunwayClient(server.url, token=SECRET, timeout=2, max_attempts=2,
+                                backoff=0.05, max_backoff=0.1)
+    replicate = ReplicateClient("a/b:v1", token=SECRET, base_url=server.url, timeout=2,
+                                wait=1, poll_interval=0.05, max_retries=1, max_retry_wait=0.1,
+                                request_timeout=2, connect_timeout=2)
+    for client in (hosted, replicate):
+        try:
+            only_runway_errors(client.health)
+            only_runway_errors(client.spec)
+            only_runway_errors(client.setup, options)
+            only_runway_errors(client.run, {"text": "hi"})
+            only_runway_errors(client.cancel, "run-1")
+        finally:
+            client.close()
 
 
 @pytest.mark.network

@@ -520,8 +520,11 @@ class RunwayClient(_RunwayHTTP):
                 details=details, hint="Change that value and try again.")
         if status == 404:
             known = ", ".join(c.name for c in self._spec.commands) if self._spec else ""
+            # Without a command (setup) and without an error text, the 404 itself says it.
             raise ServerError(
-                f"The model has no command {command!r}: {message}" if command else message,
+                f"The model has no command {command!r}: {message}" if command else
+                f"The model server has no {'setup' if setup else 'such'} route (HTTP 404)"
+                + (f": {message}" if message else "."),
                 status=status, details=details,
                 hint=f"Commands it offers: {known}." if known else "Reload the model's spec.")
         if status == 405:
