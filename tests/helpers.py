@@ -20,9 +20,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pytest
-
-from runway_addon.core.errors import Cancelled
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON_PKG = "bl_ext.user_default.runway"  # the extension installed from its zip
@@ -70,17 +67,6 @@ def in_threads(work, n: int, timeout: Optional[float] = None) -> None:
         t.start()
     for t in threads:
         t.join(timeout)
-
-
-def run_cancelled(client, inputs: dict, *args, after: float) -> tuple[Cancelled, float]:
-    """``client.run(inputs, *args)`` with a cancel event set ``after`` seconds in; the run
-    must raise Cancelled. The error and the seconds until it came."""
-    cancel = threading.Event()
-    threading.Timer(after, cancel.set).start()
-    started = time.monotonic()
-    with pytest.raises(Cancelled) as err:
-        client.run(inputs, *args, cancel_event=cancel)
-    return err.value, time.monotonic() - started
 
 
 DOCKER_TEST_MODELS = ROOT / "tests" / "model_servers" / "docker"

@@ -22,7 +22,7 @@ from runway_addon.core.protocols.base import HealthState
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
 from runway_addon.core.runtimes.process import free_port
 from runway_addon.core.spec import Protocol
-from tests.helpers import ROOT, run_cancelled, wait_until
+from tests.helpers import ROOT, wait_until
 from tests.servers import COG_MODELS as MODELS
 
 
@@ -391,11 +391,19 @@ def test_failed_prediction_raises_with_error_and_logs(cog_client):
 @pytest.mark.slow
 def test_cancel_event_stops_a_slow_run(cog_client):
     client = cog_client("slow")
-    _, took = run_cancelled(client, {"seconds": 30}, after=0.5)
-    assert took < 5
-    # The cancelled prediction frees the slot: the server goes back to READY
-    # (wait_until_ready would also accept BUSY, so poll for READY itself).
-    assert wait_until(lambda: client.health().state is HealthState.READY, 5, step=0.05)
+    assert wait_until(lambda: client.health().state is HealthState.READY, 10, step=0.05)
+    cancel = threading.Event()
+
+    def cancel_once_running():  # the run is on the server: never a timer racing the send
+        if wait_until(lambda: client.health().state is HealthState.BUSY, 10, step=0.05):
+            cancel.set()
+
+    threading.Thread(target=cancel_once_running, daemon=True).start()
+    with pytest.raises(Cancelled):  # not cancelled, the 30 s run would end with its answer
+        client.run({"seconds": 30}, cancel_event=cancel)
+    # The cancelled prediction frees the slot long before its 30 s: the server goes back
+    # to READY (wait_until_ready would also accept BUSY, so poll for READY itself).
+    assert wait_until(lambda: client.health().state is HealthState.READY, 15, step=0.05)
     assert client.run({"seconds": 0.05}).outputs["output"] == "slept 0.05"
 
 
