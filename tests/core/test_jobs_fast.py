@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -183,6 +184,7 @@ def test_a_run_gives_its_outputs_logs_and_metrics_in_order_of_events(engine, ser
     assert r.outputs == {"output": "HELLO"} and r.metrics == {"predict_time": 0.25}
     assert r.logs == "loading\n\n  \nsaid it\n" and r.inputs == {"text": "hello"}
     assert r.session_starts == 1 and r.run_id == h.id and r.seconds >= r.run_seconds > 0
+    assert r.seconds <= time.monotonic() - h.submitted
     mine = events_of(h, events)
     states = [e.state for e in mine if isinstance(e, Status)]
     assert states == [JobState.QUEUED, JobState.STARTING, JobState.RUNNING, JobState.DONE]
@@ -225,8 +227,8 @@ def test_wanted_outputs_are_kept_and_missing_ones_warned(engine, server):
     [h] = engine.run_blocking([Job(ref(server), {"text": "x"}, outputs=["output", "mask"])],
                               on_event=events.append)
     assert h.state is JobState.DONE and h.result.outputs == {"output": "X"}
-    warnings = [e.message for e in events if isinstance(e, Warning)]
-    assert warnings == ["the model gave no output 'mask'"]
+    warnings = [(e.job_id, e.message) for e in events if isinstance(e, Warning)]
+    assert warnings == [(h.id, "the model gave no output 'mask'")]
     [h] = engine.run_blocking([Job(ref(server), {"text": "x"}, outputs=[])])
     assert h.result.outputs == {}
 
@@ -235,6 +237,7 @@ def test_a_start_only_job_starts_the_model_and_runs_nothing(engine, server):
     events = []
     [h] = engine.run_blocking([Job(ref(server), start_only=True)], on_event=events.append)
     assert h.state is JobState.DONE and h.result.outputs == {} and h.result.session_starts == 1
+    assert h.result.job_id == h.id and 0 < h.result.seconds <= time.monotonic() - h.submitted
     assert server.predictions() == [] and server.schema_reads() > 0
     assert [e.message for e in events if isinstance(e, Status)][-1] == "echo: started"
 
@@ -310,8 +313,8 @@ def test_a_warm_session_whose_server_went_away_is_started_again_once(engine, ser
     assert h2.state is JobState.DONE and h2.result.outputs == {"output": "bb"}
     assert h2.result.session_starts == 2 and server.schema_reads() == 2 * reads
     assert len(calls) == 2
-    assert [e.message for e in events if isinstance(e, Warning)] == [
-        "echo: the model's server had stopped; starting it again"]
+    assert [(e.job_id, e.message) for e in events if isinstance(e, Warning)] == [
+        (h2.id, "echo: the model's server had stopped; starting it again")]
 
 
 def test_a_fresh_session_that_cannot_be_reached_mid_run_fails(engine, server):
@@ -344,12 +347,14 @@ def test_a_running_job_cancelled_ends_cancelled(engine, server):
     server.hold = threading.Event()
     h = engine.submit(Job(ref(server), {"text": "slow"}))
     assert server.arrived.wait(30)
+    assert h.state is JobState.RUNNING and not h.finished.is_set()
     h.cancel()
     events = []
     engine.drain_until([h], events.append)
     server.hold.set()
-    assert h.state is JobState.CANCELLED and h.result is None
+    assert h.state is JobState.CANCELLED and h.result is None and h.failure is None
     assert events[-1].state is JobState.CANCELLED
+    assert [e.message for e in events if isinstance(e, Status)][-1] == "echo: cancelled"
     assert server.requests_to(f"/predictions/{h.id}/cancel", "POST")
 
 
@@ -470,3 +475,9 @@ def test_draining_without_a_listener_still_consumes_the_events(engine, server):
     h = engine.submit(Job(ref(server), {"text": "q"}))
     engine.drain_until([h])
     assert h.state is JobState.DONE and engine.poll() == []
+
+
+def test_the_jobs_command_is_the_one_run(engine, server):
+    [h] = engine.run_blocking([Job(ref(server), {"text": "x"}, command="transmogrify")])
+    assert h.state is JobState.FAILED and "transmogrify" in h.failure.message
+    assert server.predictions() == []
