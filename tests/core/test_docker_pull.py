@@ -325,10 +325,8 @@ def test_stop_during_pull(engine, pushed, owner):
 
     s = DockerSession("invert", pushed, owner=owner, on_event=on_event)
     try:
-        t0 = time.monotonic()
         with pytest.raises(StartAborted, match="stopped before it was ready"):
             s.start(timeout=300)
-        assert time.monotonic() - t0 < 60
         assert stopper, [(e.state.value, e.message) for e in events]
         stopper[0].join(15)
         assert not stopper[0].is_alive()

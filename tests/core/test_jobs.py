@@ -136,10 +136,8 @@ def test_cancel_while_the_model_starts_aborts_the_start(tmp_path, placement):
         assert wait_until(lambda: sessions and sessions[0].state is SessionState.STARTING
                           and sessions[0].pid, 60)
         pid = sessions[0].pid
-        t0 = time.monotonic()
         h.cancel()
         events = events_of(queue, [h], timeout=30)
-        assert time.monotonic() - t0 < 15
         assert h.state is JobState.CANCELLED, [e for e in events if isinstance(e, Failure)]
         assert not [e for e in events if isinstance(e, Failure)]  # a cancel is not an error
         assert sessions[0].state is SessionState.STOPPED

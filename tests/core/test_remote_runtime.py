@@ -157,13 +157,18 @@ def test_remote_with_explicit_protocol_and_unreachable_server():
 @network
 def test_stop_during_start_aborts_the_wait():
     port = free_port()  # nothing listens: start() keeps waiting for the server
-    session = RemoteSession(f"http://127.0.0.1:{port}", protocol="cog")
-    threading.Timer(0.5, session.stop).start()
-    started = time.monotonic()
+    stopping = threading.Event()
+
+    def on_event(ev):  # stopped while it waits, from another thread (never a timer)
+        if ev.state is SessionState.STARTING and not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=session.stop).start()
+
+    session = RemoteSession(f"http://127.0.0.1:{port}", protocol="cog", on_event=on_event)
+    # Not stopped, the wait would end after its 30 s as RuntimeFailed ("not ready").
     with pytest.raises(StartAborted):
         session.start(timeout=30)
-    assert time.monotonic() - started < 3
-    assert session.state is SessionState.STOPPED
+    assert stopping.is_set() and session.state is SessionState.STOPPED
 
 
 # --------------------------------------------------------------------------- Replicate

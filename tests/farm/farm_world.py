@@ -21,13 +21,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from buildtools import debian_blender
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/root/.cache/runway-blender")
@@ -176,8 +176,8 @@ class FarmWorld:
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
-                pass
-        time.sleep(0.2)
+                pass  # ended by itself meanwhile
+        wait_until(lambda: not self.servers(), 10)  # gone before their files are removed
         debian_blender._remove_created(self._created)
         if os.environ.get("RUNWAY_FARM_KEEP"):  # to read the logs of a failed run
             print(f"kept {self.work}")
