@@ -37,6 +37,10 @@ def _planes_of(planes: dict, pass_id: str) -> list[np.ndarray]:
             raise CodecError(f"the render has no {name} pass (it has: {', '.join(known)})",
                              hint="Enable the pass in the View Layer properties.")
         out.append(planes[sorted(hits)[0]])
+    if len({np.shape(plane) for plane in out}) > 1:  # a multi-part file whose parts disagree
+        raise CodecError(f"the render's {name} channels differ in size "
+                         f"({', '.join('x'.join(map(str, np.shape(p))) for p in out)})",
+                         hint="Render the frame again; the EXR file is inconsistent.")
     return out
 
 

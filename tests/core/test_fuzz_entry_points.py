@@ -21,8 +21,8 @@ from runway_addon.core.catalog import (Catalog, CatalogError, load_card, load_fo
                                       load_saved_spec)
 from runway_addon.core.client import connect
 from runway_addon.core.codecs import WireContext, decode_value, encode_value
-from runway_addon.core.errors import (RunwayError, ServerError, SpecValidationError,
-                                      register_secret)
+from runway_addon.core.errors import (CodecError, RunwayError, ServerError,
+                                      SpecValidationError, register_secret)
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
 from runway_addon.core.protocols.replicate import ReplicateClient
 from runway_addon.core.protocols.runway import (HostedRunwayClient, RunwayClient,
@@ -32,6 +32,7 @@ from runway_addon.core.spec import (AnyField, ArrayField, BooleanField, Category
                                     ImageLandmarksField, ImagePointField, IntegerField,
                                     NumberField, SecretField, SegmentationField, TextField,
                                     VectorField)
+from runway_addon.core.render_passes import PASS_CHANNELS, pass_image, read_pass
 from runway_addon.core.runtimes.cog_yaml import load_cog_yaml
 from runway_addon.core.tokens import TokenStore
 from runway_addon.core.user_models import validate_card
@@ -273,6 +274,45 @@ def test_decode_image_bytes_of_random_and_mutated_images_only_raises_codec_error
     if out is not None:  # a mutation that still decodes is a real image
         assert out.ndim == 3 and out.size > 0
     only_runway_errors(decode_value, ImageField(name="im"), codecs.to_data_uri(blob, "image/png"))
+
+
+plane = st.builds(lambda h, w, dtype, fill: np.full((h, w), fill, dtype=dtype),
+                  st.integers(0, 4), st.integers(0, 4),
+                  st.sampled_from([np.float32, np.float16, np.float64]),
+                  st.sampled_from([0.0, 1e10, -1.0, math.nan, math.inf, 0.5]))
+
+
+@st.composite
+def pass_planes(draw):
+    """A pass id and planes holding most of its channels, each of its own size (a
+    multi-part EXR whose parts disagree), plus strays."""
+    pass_id = draw(st.sampled_from(sorted(PASS_CHANNELS)))
+    name, chans = PASS_CHANNELS[pass_id]
+    keep = draw(st.lists(st.sampled_from(chans), min_size=len(chans) - 1, unique=True))
+    out = {f"ViewLayer.{name}.{ch}": draw(plane) for ch in keep}
+    out.update(draw(st.dictionaries(st.sampled_from(["R", "x.Depth.Z", "a.Mist.Z"]), plane,
+                                    max_size=2)))
+    return pass_id, out
+
+
+@fuzz(200)
+@given(case=pass_planes(), blob=mutated_images())
+def test_render_passes_of_generated_planes_and_files_only_raise_codec_errors(case, blob):
+    pass_id, planes = case
+    with np.errstate(all="ignore"), tempfile.TemporaryDirectory() as tmp:
+        only_runway_errors(pass_image, planes, pass_id)
+        (Path(tmp) / "render.exr").write_bytes(blob)
+        only_runway_errors(read_pass, str(Path(tmp) / "render.exr"), pass_id)
+
+
+def test_a_pass_whose_channels_differ_in_size_is_a_codec_error():
+    # Found by the fuzzer: np.dstack's ValueError came out of pass_image (the parts of a
+    # multi-part EXR each have their own data window).
+    planes = {"ViewLayer.DiffCol.R": np.zeros((0, 0), np.float32),
+              "ViewLayer.DiffCol.G": np.zeros((0, 0), np.float32),
+              "ViewLayer.DiffCol.B": np.zeros((0, 1), np.float32)}
+    with pytest.raises(CodecError, match=r"DiffCol channels differ in size \(0x0, 0x0, 0x1\)"):
+        pass_image(planes, "DIFFUSE_COLOR")
 
 
 # --------------------------------------------------------------------------- catalog
