@@ -341,13 +341,22 @@ def test_cog_busy_with_a_dead_worker_says_it_died(servers, sandbox):
     assert "died" in err.message and "Restart" in err.hint
 
 
+def the_cancel_once_here(ev, answer):
+    """A route that sets ``ev`` once the request is on the server, then answers: the
+    cancel comes with the request surely sent (no timer racing it)."""
+    def route(r):
+        ev.set()
+        answer(r)
+    return route
+
+
 def test_cog_cancel_of_a_run_the_server_ignores_is_bounded(servers, sandbox):
-    server = predict_server(servers, lambda r: r.hang())
+    ev = threading.Event()
+    server = predict_server(servers, the_cancel_once_here(ev, lambda r: r.hang()))
     with cog(server, timeout=30) as client:
         client.cancel_grace = 0.5
-        ev = threading.Event()
-        threading.Timer(0.3, ev.set).start()
         expect(Cancelled, lambda: client.run({"text": "hi"}, cancel_event=ev), within=1.0)
+    assert [r for r in server.log if r["method"] == "PUT"]  # it was sent, then given up
 
 
 def test_cog_unknown_command_refused_before_sending(servers, sandbox):
@@ -633,12 +642,13 @@ def test_runway_run_trickled_ends_at_the_timeout(servers, sandbox):
 
 def test_runway_cancel_closes_the_request_at_once(servers, sandbox):
     routes = runway_routes()
-    routes[("POST", "/echo")] = lambda r: r.hang()
+    ev = threading.Event()
+    routes[("POST", "/echo")] = the_cancel_once_here(ev, lambda r: r.hang())
     with runway(servers(routes), timeout=30) as client:
         client.spec()
-        ev = threading.Event()
-        threading.Timer(0.3, ev.set).start()
-        expect(Cancelled, lambda: client.run({"text": "hi"}, cancel_event=ev), within=0.5)
+        err = expect(Cancelled, lambda: client.run({"text": "hi"}, cancel_event=ev),
+                     within=0.5)
+    assert "cannot stop a run over HTTP" in err.hint  # abandoned in flight, not before
     assert threading.active_count() < 50
 
 
@@ -890,12 +900,13 @@ def test_hosted_wake_up_that_never_ends_is_bounded(servers, sandbox):
 
 
 def test_hosted_wake_up_cancelled(servers, sandbox):
-    server = servers({("GET", "/v1/"): lambda r: r.json({"status": "starting"})})
+    cancel = threading.Event()  # set by the first poll: cancelled while waiting
+    server = servers({("GET", "/v1/"): the_cancel_once_here(
+        cancel, lambda r: r.json({"status": "starting"}))})
     client = HostedRunwayClient(server.url, token=TOKEN, timeout=3)
-    cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
     expect(Cancelled, lambda: client.wait_until_ready(30, cancel_event=cancel,
                                                       first_delay=0.05), within=1)
+    assert server.requests_to("/v1/")
 
 
 def test_replicate_403_names_the_model(servers, sandbox):
