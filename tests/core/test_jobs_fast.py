@@ -192,6 +192,10 @@ def test_a_run_gives_its_outputs_logs_and_metrics_in_order_of_events(engine, ser
     assert messages == ["echo: queued", "echo: starting the model", "echo: running",
                         "echo: done"]
     assert [e.line for e in mine if isinstance(e, Log)] == ["loading", "said it"]
+    # The session's start steps, forwarded to the job that waits for it.
+    progress = [e.message for e in mine if isinstance(e, Progress)]
+    assert progress == [f"echo: connecting to {server.url}", "echo: cog server; waiting until ready",
+                        f"echo: ready at {server.url}"]
     assert isinstance(mine[-1], Done) and mine[-1].state is JobState.DONE
     assert mine[-1].result is r
     assert server.predictions() == [{"id": h.id, "input": {"text": "hello"}}]
@@ -210,6 +214,8 @@ def test_runs_share_one_warm_session(engine, server):
     assert info["model"] == "echo" and info["runtime"] == "LOCAL_PROCESS"
     assert info["state"] == "running" and info["users"] == 0 and info["starts"] == 1
     assert info["url"] == server.url
+    entry = engine.pool.find(ref(server))
+    assert 0.0 < info["idle_seconds"] <= time.monotonic() - entry.last_used
 
 
 def test_inputs_are_resolved_on_the_worker_and_outputs_prepared_there(engine, server):
@@ -348,6 +354,8 @@ def test_a_running_job_cancelled_ends_cancelled(engine, server):
     h = engine.submit(Job(ref(server), {"text": "slow"}))
     assert server.arrived.wait(30)
     assert h.state is JobState.RUNNING and not h.finished.is_set()
+    [info] = engine.pool.sessions()
+    assert info["users"] == 1 and info["idle_seconds"] == 0.0
     h.cancel()
     events = []
     engine.drain_until([h], events.append)
@@ -481,3 +489,14 @@ def test_the_jobs_command_is_the_one_run(engine, server):
     [h] = engine.run_blocking([Job(ref(server), {"text": "x"}, command="transmogrify")])
     assert h.state is JobState.FAILED and "transmogrify" in h.failure.message
     assert server.predictions() == []
+
+
+def test_a_cog_model_refuses_setup_options_by_name(server):
+    pool = SessionPool()
+    with pytest.raises(SpecValidationError) as err:
+        pool.acquire(Job(ref(server), options={"weights": "big", "fp16": True}))
+    assert [(i.field, i.value, i.rule, i.message) for i in err.value.issues] == [
+        ("weights", "big", "unknown", "the model has no setup option of this name"),
+        ("fp16", True, "unknown", "the model has no setup option of this name")]
+    assert err.value.hint == "Pass it as an input of the run instead."
+    assert pool.find(ref(server)) is None and pool.start_count(ref(server)) == 1
