@@ -40,6 +40,29 @@ from .spec import Protocol
 __all__ = ["connect", "detect_protocol", "Protocol"]
 
 
+def _client(cls, protocol: Protocol, url: str, **kwargs) -> ModelClient:
+    """``cls(url, **kwargs)``; an option the class does not take is a UsageError that
+    lists those it does (not the TypeError a typo in a script would otherwise give)."""
+    import inspect
+
+    known: set[str] = set()
+    for klass in cls.__mro__:  # up the __init__s that pass **kwargs on
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]  # not self
+        known.update(p.name for p in params if p.kind in (p.KEYWORD_ONLY,
+                                                           p.POSITIONAL_OR_KEYWORD))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise UsageError(f"A {protocol.value} model takes no option "
+                         f"{', '.join(repr(str(k)[:40]) for k in unknown)}.",
+                         hint=f"Its options: {', '.join(sorted(known - {'url', 'model'}))}.")
+    return cls(url, **kwargs)
+
+
 def connect(url: str, *, token: Optional[str] = None,
             protocol: Union[Protocol, str, None] = None, shared_dir: Optional[str] = None,
             timeout: float = 600.0, **options) -> ModelClient:
@@ -71,7 +94,8 @@ def connect(url: str, *, token: Optional[str] = None,
                              hint="Leave shared_dir unset for Replicate.")
         from .protocols.replicate import ReplicateClient
 
-        return ReplicateClient(url, token=token, timeout=timeout, **options)
+        return _client(ReplicateClient, protocol, url, token=token, timeout=timeout,
+                       **options)
     if protocol is None:
         protocol = detect_protocol(url, token=token, timeout=min(timeout, 10.0))
     protocol = Protocol(protocol)
@@ -79,10 +103,10 @@ def connect(url: str, *, token: Optional[str] = None,
     if protocol is Protocol.COG:
         from .protocols.cog import CogClient
 
-        return CogClient(url, **kwargs)
+        return _client(CogClient, protocol, url, **kwargs)
     # Imported here so a Cog-only script does not load the Runway client.
     from .protocols.runway import HostedRunwayClient, RunwayClient
 
     if protocol is Protocol.RUNWAY:
-        return RunwayClient(url, **kwargs)
-    return HostedRunwayClient(url, **kwargs)
+        return _client(RunwayClient, protocol, url, **kwargs)
+    return _client(HostedRunwayClient, protocol, url, **kwargs)

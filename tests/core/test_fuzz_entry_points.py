@@ -22,7 +22,7 @@ from runway_addon.core.catalog import (Catalog, CatalogError, load_card, load_fo
 from runway_addon.core.client import connect
 from runway_addon.core.codecs import WireContext, decode_value, encode_value
 from runway_addon.core.errors import (CodecError, RunwayError, ServerError,
-                                      SpecValidationError, register_secret)
+                                      SpecValidationError, UsageError, register_secret)
 from runway_addon.core.protocols.cog import CogClient, spec_from_openapi
 from runway_addon.core.protocols.replicate import ReplicateClient
 from runway_addon.core.protocols.runway import (HostedRunwayClient, RunwayClient,
@@ -704,9 +704,24 @@ def test_connect_detects_over_generated_answers_into_runway_errors_only(cog_serv
                                                    "https://:0/", "http://127.0.0.1:0"]),
        token=st.none() | st.text(max_size=12) | st.just(SECRET + "\n"),
        protocol=st.none() | st.sampled_from(["cog", "runway", "runway-hosted", "replicate",
-                                             "nope", ""]))
+                                             "nope", ""]),
+       options=st.dictionaries(st.sampled_from(["foo", "tokn", "health_timeout"]), leaf,
+                               max_size=1))
 def test_connect_with_generated_urls_tokens_and_protocols_only_raises_runway_errors(
-        url, token, protocol):
-    client = only_runway_errors(connect, url, token=token, protocol=protocol, timeout=1)
+        url, token, protocol, options):
+    client = only_runway_errors(connect, url, token=token, protocol=protocol, timeout=1,
+                                **options)
     if client is not None:
         client.close()
+
+
+@pytest.mark.parametrize("protocol,url", [("cog", "http://127.0.0.1:1"),
+                                          ("runway", "http://127.0.0.1:1"),
+                                          ("runway-hosted", "http://127.0.0.1:1"),
+                                          ("replicate", "a/b")])
+def test_connect_with_an_option_the_client_does_not_take_is_a_usage_error(protocol, url):
+    # Found by probing connect(): an unknown option was the client class's TypeError.
+    with pytest.raises(UsageError, match=rf"A {protocol} model takes no option 'tokn'\.") \
+            as err:
+        connect(url, protocol=protocol, tokn="x")
+    assert "timeout" in err.value.hint and "model" not in err.value.hint.split(": ")[1]
