@@ -120,7 +120,7 @@ def openapi_docs():
     return doc | junk
 
 
-@fuzz(300)
+@fuzz(250)
 @given(doc=openapi_docs(), version=st.none() | st.text(max_size=5) | junk)
 def test_spec_from_openapi_only_raises_runway_errors(doc, version):
     only_runway_errors(spec_from_openapi, doc, version=version)
@@ -159,7 +159,7 @@ def runway_metas():
     return meta | junk
 
 
-@fuzz(250)
+@fuzz(200)
 @given(meta=runway_metas())
 def test_runway_meta_parser_only_raises_runway_errors(meta):
     only_runway_errors(spec_from_meta, meta)
@@ -229,7 +229,7 @@ wire_values = (junk | st.binary(max_size=64).map(lambda b: codecs.to_data_uri(b,
                | st.lists(st.lists(huge, max_size=3), max_size=3))
 
 
-@fuzz(150)
+@fuzz(120)
 @given(field=st.sampled_from(CODEC_FIELDS) | fields,
        wire=wire_values, paths=st.booleans())
 def test_codecs_decode_and_encode_only_raise_codec_errors(field, wire, paths):
