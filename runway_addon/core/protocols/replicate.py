@@ -1,6 +1,6 @@
 """Client for Replicate's HTTP API (Cog models hosted by Replicate).
 
-What the API does is written down in shared/protocols/replicate-api.md, from
+What the API does is written down in docs/protocols/replicate-api.md, from
 Replicate's public documentation. The live service could not be reached while
 this was written: the client is tested against tests/servers/replicate_server.py,
 a local stand-in that follows the same documented contract.

@@ -6,7 +6,7 @@
 ``/v1/query``). Both map the SDK's field descriptions into ``core.spec`` and
 turn every failure the server is known to produce into a ``core.errors`` type
 that says what to do. The quirks they work around are listed in
-shared/protocols/runway-model-sdk.md.
+docs/protocols/runway-model-sdk.md.
 """
 from __future__ import annotations
 
