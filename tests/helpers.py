@@ -218,3 +218,20 @@ class Layout:
     @property
     def labels(self) -> list[str]:
         return [text for kind, text, _ in self.log if kind == "label"]
+
+
+def example_card(**over) -> dict:
+    """A complete, valid model card (the catalog's and the fuzzer's starting point)."""
+    base = {
+        "name": "edge-finder", "title": "Edge Finder", "task": "identify",
+        "overview": "Finds edges in a photograph.",
+        "licence": {"code": [{"component": "finder", "spdx": "MIT"}],
+                    "weights": [{"component": "weights", "spdx": "Apache-2.0"}],
+                    "commercial_use": {"allowed": True}, "summary": "MIT code"},
+        "publishers": [{"name": "Acme Lab"}],
+        "characteristics": {"input_types": ["image"], "output_types": ["image"],
+                            "cpu": True, "gpu": False},
+        "keywords": ["edges", "lines"],
+    }
+    base.update(over)
+    return base

@@ -5,22 +5,11 @@ import pytest
 
 from runway_addon.core import catalog
 from runway_addon.core.catalog import Catalog, CatalogError, load_card
+from tests.helpers import example_card
 
 
 def card(**over):
-    base = {
-        "name": "edge-finder", "title": "Edge Finder", "task": "identify",
-        "overview": "Finds edges in a photograph.",
-        "licence": {"code": [{"component": "finder", "spdx": "MIT"}],
-                    "weights": [{"component": "weights", "spdx": "Apache-2.0"}],
-                    "commercial_use": {"allowed": True}, "summary": "MIT code"},
-        "publishers": [{"name": "Acme Lab"}],
-        "characteristics": {"input_types": ["image"], "output_types": ["image"],
-                            "cpu": True, "gpu": False},
-        "keywords": ["edges", "lines"],
-    }
-    base.update(over)
-    return base
+    return example_card(**over)
 
 
 def write(folder, data, name="card.json"):

@@ -37,6 +37,7 @@ from runway_addon.core.runtimes.cog_yaml import load_cog_yaml
 from runway_addon.core.tokens import TokenStore
 from runway_addon.core.user_models import validate_card
 from runway_addon.core.validation import validate_inputs, validate_value
+from tests.helpers import example_card
 from runway_addon.core.workspaces import RecentStore, WorkspaceStore
 from tests.servers.hostile import HostileServer, cog_schema, runway_meta
 
@@ -321,17 +322,7 @@ def test_a_pass_whose_channels_differ_in_size_is_a_codec_error():
 
 # --------------------------------------------------------------------------- catalog
 
-GOOD_CARD = {
-    "name": "edge-finder", "title": "Edge Finder", "task": "identify",
-    "overview": "Finds edges in a photograph.",
-    "licence": {"code": [{"component": "finder", "spdx": "MIT"}],
-                "weights": [{"component": "weights", "spdx": "Apache-2.0"}],
-                "commercial_use": {"allowed": True}, "summary": "MIT code"},
-    "publishers": [{"name": "Acme Lab"}],
-    "characteristics": {"input_types": ["image"], "output_types": ["image"],
-                        "cpu": True, "gpu": False},
-    "keywords": ["edges", "lines"],
-}
+GOOD_CARD = example_card()
 CARD_KEYS = st.sampled_from(sorted(GOOD_CARD) + ["source", "runtime", "versions", "files",
                                                  "gallery", "templates", "performance",
                                                  "folder", "attribution"])
