@@ -22,6 +22,7 @@ from runway_addon.core.jobs import (Deferred, Done, Failure, Job, JobQueue, JobR
 from runway_addon.core.jobs.job import resolve_inputs
 from runway_addon.core.jobs.pool import options_key
 from runway_addon.core.runtimes.base import SessionState
+from tests.helpers import wait_until
 from tests.servers.hostile import HostileServer, cog_routes, cog_schema
 
 pytestmark = pytest.mark.network
@@ -500,3 +501,19 @@ def test_a_cog_model_refuses_setup_options_by_name(server):
         ("fp16", True, "unknown", "the model has no setup option of this name")]
     assert err.value.hint == "Pass it as an input of the run instead."
     assert pool.find(ref(server)) is None and pool.start_count(ref(server)) == 1
+
+
+def test_cancelling_the_only_job_waiting_for_a_start_aborts_the_start(engine, server):
+    setting_up = {"status": "STARTING", "setup": {"status": "processing", "logs": ""}}
+    server.route("/health-check", lambda r: r.json(setting_up), method="GET")
+    h = engine.submit(Job(ref(server), {"text": "x"}))
+    assert wait_until(lambda: server.requests_to("/health-check"), 30)
+    assert h.state is JobState.STARTING
+    entry = engine.pool.find(ref(server))
+    assert entry is not None and list(entry.listeners) == [h.id]
+    engine.pool.abort_start("another-job")  # not waiting for it: nothing happens
+    assert not entry.ready.is_set()
+    h.cancel()
+    engine.drain_until([h])
+    assert h.state is JobState.CANCELLED and server.predictions() == []
+    assert engine.pool.find(ref(server)) is None and entry.state is SessionState.STOPPED
