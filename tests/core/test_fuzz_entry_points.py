@@ -63,6 +63,18 @@ def only_runway_errors(fn, *args, **kwargs):
         return None
 
 
+def exercise(client, options) -> None:
+    """Every call of a client against whatever its server answers; then close it."""
+    try:
+        only_runway_errors(client.health)
+        only_runway_errors(client.spec)
+        only_runway_errors(client.setup, options)
+        only_runway_errors(client.run, {"text": "hi"})
+        only_runway_errors(client.cancel, "run-1")
+    finally:
+        client.close()
+
+
 # --------------------------------------------------------------------------- JSON shapes
 
 huge = st.sampled_from([10 ** 400, -(10 ** 400), 2 ** 64, 1e308, -1e308, math.inf, -math.inf,
@@ -608,16 +620,8 @@ def test_runway_client_decodes_generated_answers_into_runway_errors_only(runway_
     server, ans = runway_server
     with ans.lock:
         ans.path, ans.answer = path, (answer[0], answer[1], dict(answer[2]))
-    client = RunwayClient(server.url, token=SECRET, timeout=3, connect_timeout=2,
-                          health_timeout=2)
-    try:
-        only_runway_errors(client.health)
-        only_runway_errors(client.spec)
-        only_runway_errors(client.setup, options)
-        only_runway_errors(client.run, {"text": "hi"})
-        only_runway_errors(client.cancel, "run-1")
-    finally:
-        client.close()
+    exercise(RunwayClient(server.url, token=SECRET, timeout=3, connect_timeout=2,
+                          health_timeout=2), options)
 
 
 @pytest.mark.network
@@ -663,14 +667,7 @@ def test_hosted_and_replicate_clients_decode_generated_answers_into_runway_error
                                 wait=1, poll_interval=0.05, max_retries=1, max_retry_wait=0.1,
                                 request_timeout=2, connect_timeout=2)
     for client in (hosted, replicate):
-        try:
-            only_runway_errors(client.health)
-            only_runway_errors(client.spec)
-            only_runway_errors(client.setup, options)
-            only_runway_errors(client.run, {"text": "hi"})
-            only_runway_errors(client.cancel, "run-1")
-        finally:
-            client.close()
+        exercise(client, options)
 
 
 @pytest.mark.network
