@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import RunwayError
+from .errors import NotFound, RunwayError
 
 TASKS = ("identify", "transform", "generate")
 # A user card's saved spec (core.spec.ModelSpec as JSON), beside its card.json.
@@ -440,7 +440,8 @@ class Catalog:
         for card in self.cards:
             if card.name == name:
                 return card
-        raise KeyError(f"no model {name!r} in the catalog")
+        raise NotFound(f"no model {name!r} in the catalog",
+                       hint="Refresh the catalog, or check the model's name.")
 
     def publishers(self) -> list[str]:
         return sorted({p.name for c in self.cards for p in c.publishers})

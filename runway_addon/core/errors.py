@@ -159,6 +159,14 @@ class UnknownCommand(SpecValidationError, KeyError):
         return RunwayError.__str__(self)
 
 
+class NotFound(RunwayError, KeyError):
+    """A name that is not there (a model in the catalog, a field of a command); a
+    KeyError too, for code that looks names up."""
+
+    def __str__(self) -> str:
+        return RunwayError.__str__(self)
+
+
 class ModelNotReady(RunwayError):
     """The model server is starting, failed its setup, or is unhealthy; ``health``
     is its last answer where a wait saw one (state, setup logs)."""

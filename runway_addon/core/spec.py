@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import NotFound
+
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
@@ -214,7 +216,8 @@ class ModelSpec(_Spec):
         """The named command, or the only/first one when ``name`` is None."""
         if name is None:
             if not self.commands:
-                raise KeyError("the model declares no commands")
+                raise NotFound("the model declares no commands",
+                               hint="Check the model's schema: it describes nothing to run.")
             return self.commands[0]
         return _by_name(self.commands, name, "command")
 
@@ -224,4 +227,5 @@ def _by_name(items, name, what):
         if item.name == name:
             return item
     known = ", ".join(i.name for i in items) or "none"
-    raise KeyError(f"unknown {what} {name!r} (known: {known})")
+    raise NotFound(f"unknown {what} {name!r} (known: {known})",
+                   hint="Use one of the names the model declares.")

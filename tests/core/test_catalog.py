@@ -5,6 +5,7 @@ import pytest
 
 from runway_addon.core import catalog
 from runway_addon.core.catalog import Catalog, CatalogError, load_card
+from runway_addon.core.errors import NotFound
 from tests.helpers import example_card
 
 
@@ -294,7 +295,7 @@ def test_cards_are_in_title_order_and_looked_up_by_name(tmp_path):
     cat = three(tmp_path)
     assert [c.name for c in cat.cards] == ["alpha", "edge-finder", "zebra"]
     assert cat.get("zebra").title == "Zebra Stripes"
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(NotFound) as err:  # a RunwayError and a KeyError
         cat.get("nope")
     assert err.value.args[0] == "no model 'nope' in the catalog"
     assert cat.publishers() == ["Acme Lab", "Zoo"]

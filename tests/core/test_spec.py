@@ -2,6 +2,7 @@
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from runway_addon.core.errors import NotFound, RunwayError
 from runway_addon.core.spec import (FIELD_TYPES, Command, FieldSpec, ImageField, IntegerField,
                                     ModelSpec, Protocol, TextField)
 
@@ -35,16 +36,16 @@ def test_command_inputs_and_outputs_by_name():
 
 def test_unknown_input_and_output_name_the_command_and_the_known_fields():
     command = predict()
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(NotFound) as err:  # a RunwayError and a KeyError
         command.input("mask")
     assert err.value.args[0] == "unknown command 'predict' input 'mask' (known: image, prompt)"
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(NotFound) as err:  # a RunwayError and a KeyError
         command.output("image")
     assert err.value.args[0] == "unknown command 'predict' output 'image' (known: result)"
 
 
 def test_a_command_with_no_outputs_says_none_are_known():
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(NotFound) as err:  # a RunwayError and a KeyError
         Command(name="run").output("x")
     assert err.value.args[0] == "unknown command 'run' output 'x' (known: none)"
 
@@ -55,13 +56,13 @@ def test_command_by_name_or_the_first():
     assert spec.command() is first
     assert spec.command("upscale") is second
     assert spec.command("predict") is first
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(NotFound) as err:  # a RunwayError and a KeyError
         spec.command("segment")
     assert err.value.args[0] == "unknown command 'segment' (known: predict, upscale)"
 
 
 def test_a_model_without_commands_has_no_first_command():
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(NotFound) as err:  # a RunwayError and a KeyError
         model().command()
     assert err.value.args[0] == "the model declares no commands"
 
@@ -81,3 +82,11 @@ def _minimal(field_type):
              "array": {"item": {"type": "text", "name": "item"}},
              "segmentation": {"labels": ["sky"]}, "image_landmarks": {"length": 5}}
     return {"type": field_type, "name": "f", **extra.get(field_type, {})}
+
+
+def test_a_missing_name_is_the_projects_own_error_with_a_hint():
+    with pytest.raises(NotFound) as err:
+        predict().input("mask")
+    assert isinstance(err.value, RunwayError) and isinstance(err.value, KeyError)
+    assert str(err.value) == ("unknown command 'predict' input 'mask' (known: image, prompt) "
+                              "Use one of the names the model declares.")
