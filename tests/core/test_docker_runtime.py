@@ -172,6 +172,21 @@ def test_docker_unreachable_says_docker_unavailable(host, sessions):
     assert s.state is SessionState.FAILED
 
 
+def test_an_engine_that_never_answers_ends_the_start_at_its_timeout(sessions):
+    # A port that takes connections and never answers (a hung engine, a wrong service).
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        s = sessions(docker_host=f"tcp://127.0.0.1:{hung.getsockname()[1]}")
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeFailed) as err:
+            s.start(timeout=2)
+        took = time.monotonic() - t0  # the promise: start() honours its timeout
+    assert took < 2 + 10, took  # the engine's own 60 s client timeout held it before
+    assert err.value.message.startswith("Docker unavailable")
+    assert s.state is SessionState.FAILED
+
+
 def test_missing_image_that_cannot_be_pulled(engine, sessions):
     name = f"runway-test/not-built-{uuid.uuid4().hex[:8]}:latest"
     s = sessions("ghost", name)

@@ -329,7 +329,9 @@ class DockerSession(ModelSession):
         deadline = time.monotonic() + timeout
         self._advance(SessionState.PREPARING, "connecting to Docker")
         if self._client is None:
-            self._client = connect_engine(self.docker_host, tls=self.tls)
+            # An engine that never answers must not hold start() past its timeout.
+            self._client = connect_engine(self.docker_host, tls=self.tls,
+                                          timeout=max(1.0, min(60.0, timeout)))
         self._check_stop()
         if self.gpu:
             check_gpu_support(self._client, local=not self.remote)
