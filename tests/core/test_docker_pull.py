@@ -271,7 +271,10 @@ def test_pull_with_progress_then_run(engine, pushed, owner):
         states = [e.state for e in events]
         first_start = states.index(SessionState.STARTING)
         assert events.index(progress[-1]) < first_start
-        assert states[first_start:] == [SessionState.STARTING, SessionState.RUNNING]
+        # Started (the container), then the model setting up once its server answers, then ready.
+        assert states[first_start:] == [SessionState.STARTING, SessionState.STARTING,
+                                        SessionState.RUNNING]
+        assert events[first_start + 1].message == "server up; model setting up"
 
         img = _pattern()
         with s.client() as model:
