@@ -22,6 +22,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from runway_addon.core import codecs
+from runway_addon.core.codecs import naming
 from runway_addon.core.codecs import (FileValue, WireContext, decode_value, encode_value,
                                       image_from_blender, image_to_blender)
 from runway_addon.core.errors import CodecError
@@ -408,6 +409,115 @@ def test_safe_filename_properties(name):
     assert safe and len(safe) <= codecs.MAX_NAME_LENGTH
     assert "/" not in safe and "\\" not in safe and ".." not in safe
     assert safe not in (".", "..") and not any(ord(ch) < 32 or ord(ch) == 127 for ch in safe)
+
+
+# Exact outcomes of the naming helpers: the property test above only checks what
+# a name never contains, so each rule (and each cut) is pinned here.
+@pytest.mark.parametrize("raw, safe", [
+    ("dir/sub\\clip.txt", "clip.txt"),          # directory parts of either OS dropped
+    ("e\u0301t\u00e9.png", "\u00e9t\u00e9.png"),  # NFC: one code point per letter
+    ("a\u200bb\x00c\x7f.txt", "abc.txt"),        # control and format characters removed
+    ('q<u>o:t"e|s?*.txt', "q_u_o_t_e_s__.txt"),  # characters Windows refuses replaced
+    ("a...b..c", "a.b.c"),                       # no ".." anywhere
+    ("  .name. ", "name"),                       # no leading/trailing dots or spaces
+    ("", "file"), ("...", "file"), (None, "file"), (b"bytes.txt", "file"),
+    ("CON", "_CON"), ("con.txt", "_con.txt"), ("Aux.tar.gz", "Aux.tar.gz"),
+    ("PRN.x", "_PRN.x"), ("NUL", "_NUL"), ("COM1.log", "_COM1.log"), ("COM9", "_COM9"),
+    ("LPT1", "_LPT1"), ("lpt9.txt", "_lpt9.txt"), ("COM0", "COM0"), ("LPT10", "LPT10"),
+    ("CONSOLE", "CONSOLE"),
+])
+def test_safe_filename_exact_results(raw, safe):
+    assert codecs.safe_filename(raw) == safe
+
+
+def test_safe_filename_default_and_byte_limit_keeping_the_extension():
+    assert codecs.safe_filename("", default="input") == "input"
+    assert codecs.safe_filename(7, default="n") == "n"
+    assert codecs.MAX_NAME_BYTES == codecs.MAX_NAME_LENGTH == 255
+    assert codecs.safe_filename("a" * 255) == "a" * 255          # at the limit: unchanged
+    assert codecs.safe_filename("a" * 256) == "a" * 255
+    assert codecs.safe_filename("a" * 300 + ".png") == "a" * 251 + ".png"
+    assert codecs.safe_filename("a" * 300 + "." + "b" * 16) == "a" * 238 + "." + "b" * 16
+    # An extension over 16 bytes is no extension: the name is just cut.
+    assert codecs.safe_filename("a" * 300 + "." + "b" * 17) == "a" * 255
+    # Bytes, not characters: two-byte letters, never split, extension kept.
+    assert codecs.safe_filename("\u00e9" * 200 + ".txt") == "\u00e9" * 125 + ".txt"
+    assert codecs.safe_filename("\u00e9" * 130) == "\u00e9" * 127   # 254 bytes, not 255
+    assert codecs.safe_filename("\u00e9" * 127 + "a") == "\u00e9" * 127 + "a"  # 255 bytes
+    # A cut that ends in spaces or dots loses them.
+    assert codecs.safe_filename("a" * 250 + " " * 9 + ".png") == "a" * 250 + ".png"
+    assert codecs.safe_filename("a" * 249 + ". .." + "b" * 9 + ".png") == "a" * 249 + ".png"
+
+
+def test_field_extension_from_runway_extension_or_cog_accept():
+    ext = naming._field_extension
+    assert ext(FileField(name="f", extension="png")) == ".png"
+    assert ext(FileField(name="f", extension=" .TIFF ")) == ".TIFF"
+    assert ext(FileField(name="f", extension="x" * 20)) == "." + "x" * 16
+    assert ext(FileField(name="f", extension=". ", accept=".wav")) == ".wav"  # says nothing
+    assert ext(FileField(name="f")) == ""
+    assert ext(ImageField(name="f")) == ""
+    assert ext(FileField(name="f", accept=" .WAV , audio/mpeg")) == ".wav"
+    assert ext(FileField(name="f", accept="., image/*, audio/mpeg")) == ".mp3"
+    assert ext(FileField(name="f", accept="AUDIO/MPEG")) == ".mp3"
+    assert ext(FileField(name="f", accept="." + "y" * 20)) == "." + "y" * 16
+    assert ext(FileField(name="f", accept="image/*,application/x-no-such-type")) == ""
+    assert ext(ImageField(name="f", accept="image/png")) == ".png"
+    # Bare bytes for a file input are named after the field with that extension.
+    wire = encode_value(FileField(name="clip", extension="wav"), b"RIFF", cog_wire())
+    assert wire.startswith("data:audio/")
+
+
+def test_write_unique_names_modes_and_errors(tmp_path):
+    first = naming.write_unique(str(tmp_path), "../a b?.bin", b"one")
+    assert first == str(tmp_path / "a b_.bin") and open(first, "rb").read() == b"one"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(first).st_mode & 0o777 == 0o644 & ~umask
+    second = naming.write_unique(str(tmp_path), "a b?.bin", b"two")
+    assert re.fullmatch(r"[0-9a-f]{8}-a b_\.bin", os.path.basename(second))
+    assert open(first, "rb").read() == b"one" and open(second, "rb").read() == b"two"
+    missing = str(tmp_path / "no" / "such")
+    with pytest.raises(CodecError, match=r"^cannot write '.*a\.bin': No such file or directory$"):
+        naming.write_unique(missing, "a.bin", b"x")
+    # Saving a FileValue: sanitised, under the name given or its own.
+    fv = FileValue(name="x/../y.txt", data=b"y")
+    assert fv.save(str(tmp_path)) == str(tmp_path / "y.txt")
+    assert fv.save(str(tmp_path), name="z:.txt") == str(tmp_path / "z_.txt")
+    assert open(tmp_path / "z_.txt", "rb").read() == b"y"
+
+
+def test_file_value_reading_and_repr(tmp_path):
+    with pytest.raises(CodecError, match=r"^file 'x' has neither data nor a path$"):
+        FileValue(name="x").read_bytes()
+    gone = str(tmp_path / "gone.bin")
+    with pytest.raises(CodecError, match=r"^cannot read file '.*gone\.bin': No such file"):
+        FileValue(name="g", path=gone).read_bytes()
+    (tmp_path / "f.bin").write_bytes(b"disk")
+    assert FileValue(name="f", path=str(tmp_path / "f.bin")).read_bytes() == b"disk"
+    assert FileValue(name="f", data=b"", path=gone).read_bytes() == b""  # data first
+    assert repr(FileValue("a.png", data=b"abc", mime="image/png")) == \
+        "FileValue('a.png', 3 bytes, mime='image/png')"
+    assert repr(FileValue("b", path="/p/b")) == "FileValue('b', path='/p/b', mime=None)"
+
+
+class _BadRepr:
+    def __repr__(self):
+        raise RuntimeError("no")
+
+
+def test_describe_names_values_without_dumping_them():
+    assert naming.describe(np.zeros((2, 3), np.uint8)) == "array 2x3 uint8"
+    assert naming.describe(np.array(1.5)) == "array scalar float64"
+    assert naming.describe(Image.new("RGBA", (4, 2))) == "PIL image RGBA 4x2"
+    assert naming.describe(b"abc") == "3 bytes"
+    assert naming.describe(bytearray(5)) == "5 bytes"
+    assert naming.describe(memoryview(b"ab")) == "2 bytes"
+    assert naming.describe(FileValue(name="a.png", data=b"x")) == "file 'a.png'"
+    assert naming.describe(_BadRepr()) == "<_BadRepr>"
+    assert naming.describe("x" * 38) == "'" + "x" * 38 + "'"      # 40 characters: whole
+    assert naming.describe("x" * 39) == "'" + "x" * 36 + "..."   # 41: cut to 40
+    assert naming.describe(list(range(30)), 10) == "[0, 1, ..."
 
 
 # --------------------------------------------------------------------------- Blender pixels
