@@ -11,6 +11,7 @@ import re
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from runway_addon.core import codecs
-from runway_addon.core.codecs import naming
+from runway_addon.core.codecs import colour, naming
 from runway_addon.core.codecs import (FileValue, WireContext, decode_value, encode_value,
                                       image_from_blender, image_to_blender)
 from runway_addon.core.errors import CodecError
@@ -566,6 +567,123 @@ def test_byte_blender_images_are_only_flipped():
     np.testing.assert_array_equal(out, flat)
     with pytest.raises(CodecError, match="do not make a 4x4"):
         image_from_blender(flat, 4, 4)
+
+
+def _srgb8_reference(linear):  # float64 textbook formula, clipped, rounded to 8 bits
+    x = np.clip(np.asarray(linear, np.float64), 0, 1)
+    return np.round(_srgb_reference(x) * 255)
+
+
+def test_srgb_transfer_dtypes_cuts_and_no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # zeros and negatives never reach log()
+        enc = codecs.linear_to_srgb([-1.0, 0.0, 0.5])
+        dec = codecs.srgb_to_linear([-1.0, 0.0, 0.5])
+    assert enc.dtype == dec.dtype == np.float32
+    np.testing.assert_allclose(enc, [-12.92, 0, 0.7353569], rtol=1e-6)
+    np.testing.assert_allclose(dec, [-1 / 12.92, 0, 0.21404114], rtol=1e-6)
+    # At the cuts the linear segment is the one taken.
+    cut = np.float32(0.0031308)
+    assert codecs.linear_to_srgb(cut) == cut * np.float32(12.92)
+    cut = np.float32(0.04045)
+    assert codecs.srgb_to_linear(cut) == cut * np.float32(1 / 12.92)
+
+
+def test_lookup_tables_match_the_formula(monkeypatch):
+    # Built afresh here (the module caches them).
+    monkeypatch.setattr(colour, "_LINEAR16_TO_SRGB8", None)
+    monkeypatch.setattr(colour, "_LUT_CACHE", {})
+    table = colour._linear16_to_srgb8()
+    assert table.dtype == np.uint8 and table.shape == (65536,)
+    diff = table.astype(np.int64) - _srgb8_reference(np.arange(65536) / 65535.0)
+    assert np.abs(diff).max() <= 1 and np.count_nonzero(diff) <= 3  # float32 rounding only
+    assert colour._linear16_to_srgb8() is table
+    for levels in (256, 65536):
+        lut = colour._srgb_to_linear_lut(levels)
+        assert lut.dtype == np.float32 and lut.shape == (levels,)
+        j = np.arange(levels) / (levels - 1)
+        np.testing.assert_allclose(
+            lut, np.where(j <= 0.04045, j / 12.92, ((j + 0.055) / 1.055) ** 2.4),
+            rtol=2e-6, atol=1e-9)
+        assert colour._srgb_to_linear_lut(levels) is lut
+    assert set(colour._LUT_CACHE) == {256, 65536}
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_srgb8_from_blender_matches_the_float_path(channels):
+    h, w = 3, 5
+    rng = np.random.default_rng(channels)
+    img = rng.uniform(-0.2, 1.2, (h, w, channels)).astype(np.float32)  # top-down, linear
+    img[0, 0] = 0.0
+    img[0, 1] = 1.0
+    flat = img[::-1].reshape(-1)  # as Blender holds it
+    out = codecs.srgb8_from_blender(flat, w, h, channels)
+    assert out.dtype == np.uint8 and out.shape == (h, w, channels)
+    colours = 3 if channels >= 3 else 1
+    diff = out[..., :colours].astype(np.int64) - _srgb8_reference(img[..., :colours])
+    assert np.abs(diff).max() <= 1
+    assert (out[0, 0] == 0).all() and (out[0, 1] == 255).all()
+    # Alpha is scaled straight to 8 bits, never colour-converted.
+    np.testing.assert_array_equal(out[..., colours:],
+                                  np.round(np.clip(img[..., colours:], 0, 1) * 255))
+    # A byte image stores sRGB already: only clipped, rounded and flipped.
+    raw = codecs.srgb8_from_blender(flat, w, h, channels, linear=False)
+    np.testing.assert_array_equal(raw, np.floor(np.clip(img, 0, 1) * 255 + 0.5))
+
+
+def test_srgb8_from_blender_known_values_and_refusals():
+    px = np.array([0.18, 0.5, 1.0, 0.5,  0.0, 2.0, -1.0, 1.0], np.float32)  # 2x1 RGBA
+    assert codecs.srgb8_from_blender(px, 2, 1).tolist() == [[[118, 188, 255, 128],
+                                                              [0, 255, 0, 255]]]
+    assert codecs.srgb8_from_blender(px, 2, 1, linear=False).tolist() == [[[46, 128, 255, 128],
+                                                                           [0, 255, 0, 255]]]
+    for w, h, c in ((2, 2, 4), (0, 1, 4), (1, 0, 4), (1, 1, 8), (2, 1, 0)):
+        with pytest.raises(CodecError, match=rf"^pixels: 8 values do not make a {w}x{h} "
+                                             rf"image with {c} channels$"):
+            codecs.srgb8_from_blender(px, w, h, c)
+    with pytest.raises(CodecError, match="^pixels: 0 values do not make a 0x3 image"):
+        codecs.srgb8_from_blender([], 0, 3)
+    with pytest.raises(CodecError, match="^pixels: 0 values do not make a 3x0 image"):
+        codecs.srgb8_from_blender([], 3, 0)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_image_from_blender_converts_colour_and_keeps_alpha(channels):
+    img = np.random.default_rng(channels).random((2, 3, channels), dtype=np.float32)
+    flat = img[::-1].reshape(-1).astype(np.float64)  # any float type comes back float32
+    out = image_from_blender(flat, 3, 2, channels)
+    assert out.dtype == np.float32 and out.shape == (2, 3, channels)
+    colours = 3 if channels >= 3 else 1
+    np.testing.assert_allclose(out[..., :colours], _srgb_reference(img[..., :colours]),
+                               rtol=2e-6, atol=2e-7)
+    np.testing.assert_array_equal(out[..., colours:], img[..., colours:])
+    raw = image_from_blender(flat, 3, 2, channels, linear=False)
+    assert raw.dtype == np.float32
+    np.testing.assert_array_equal(raw, img)
+
+
+def test_image_from_blender_refusals():
+    with pytest.raises(CodecError, match="^pixels are not numbers: "):
+        image_from_blender(["red"], 1, 1, 1)
+    for w, h, c in ((0, 3, 4), (3, 0, 4), (1, 1, 5), (1, 1, 0)):
+        with pytest.raises(CodecError, match=rf"^pixels: 0 values do not make a {w}x{h} "
+                                             rf"image with {c} channels$"):
+            image_from_blender(np.zeros(0, np.float32), w, h, c)
+
+
+def test_image_to_blender_float_images_and_refusals():
+    img = np.array([[[0.5, 0.25, 1.0, 0.5]], [[0.0, 1.0, 0.04045, 0.25]]], np.float32)
+    flat, w, h = image_to_blender(img)
+    assert (w, h) == (1, 2) and flat.dtype == np.float32 and flat.shape == (8,)
+    np.testing.assert_allclose(flat, [0, 1, 0.04045 / 12.92, 0.25,
+                                      0.21404114, 0.05087609, 1, 0.5], rtol=1e-5)
+    grey = image_to_blender(np.array([[[0.5]]], np.float32))[0]
+    np.testing.assert_allclose(grey, [0.21404114] * 3 + [1], rtol=1e-5)
+    with pytest.raises(CodecError, match="^image: "):
+        image_to_blender("not an image")
+    huge = np.broadcast_to(np.zeros(4, np.uint8), (1 << 15, 1 << 15, 4))  # a view: no memory
+    with pytest.raises(CodecError, match=r"^image: .*pixels"):
+        image_to_blender(huge)
 
 
 # --------------------------------------------------------------------------- garbage
