@@ -23,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from runway_addon.core import codecs
-from runway_addon.core.codecs import colour, naming
+from runway_addon.core.codecs import colour, naming, pixels
 from runway_addon.core.codecs import (FileValue, WireContext, decode_value, encode_value,
                                       image_from_blender, image_to_blender)
 from runway_addon.core.errors import CodecError
@@ -684,6 +684,111 @@ def test_image_to_blender_float_images_and_refusals():
     huge = np.broadcast_to(np.zeros(4, np.uint8), (1 << 15, 1 << 15, 4))  # a view: no memory
     with pytest.raises(CodecError, match=r"^image: .*pixels"):
         image_to_blender(huge)
+
+
+# --------------------------------------------------------------------------- pixel arrays
+
+def test_pil_modes_become_arrays_of_the_right_type():
+    px = codecs.image_array
+    rgba = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    for mode, arr in (("L", rgba[..., 0]), ("LA", rgba[..., :2]), ("RGB", rgba[..., :3]),
+                      ("RGBA", rgba)):
+        im = Image.fromarray(np.ascontiguousarray(arr))
+        assert im.mode == mode
+        got = px(im)
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, arr.reshape(2, 3, -1))
+    i16 = Image.fromarray(np.array([[0, 40000]], np.uint16))
+    got = px(i16)
+    assert i16.mode == "I;16" and got.dtype == np.uint16 and got[..., 0].tolist() == [[0, 40000]]
+    got = px(Image.fromarray(np.array([[-5, 300, 70000]], np.int32)))
+    assert got.dtype == np.uint16 and got[..., 0].tolist() == [[0, 300, 65535]]
+    got = px(Image.fromarray(np.array([[0, 1]], np.int32)))  # 0..1: a float image
+    assert got.dtype == np.float32 and got[..., 0].tolist() == [[0.0, 1.0]]
+    got = px(Image.fromarray(np.array([[0.25, 2.5]], np.float32)))
+    assert got.dtype == np.float32 and got[..., 0].tolist() == [[0.25, 2.5]]
+    got = px(Image.fromarray(np.array([[0, 255]], np.uint8)).convert("1"))
+    assert got.dtype == np.uint8 and got[..., 0].tolist() == [[0, 255]]
+    pal = Image.new("P", (2, 1))
+    pal.putdata([0, 1])
+    pal.putpalette([10, 20, 30, 40, 50, 60])
+    assert px(pal).tolist() == [[[10, 20, 30], [40, 50, 60]]]
+    pal.info["transparency"] = 0
+    assert px(pal).tolist() == [[[10, 20, 30, 0], [40, 50, 60, 255]]]
+    assert px(Image.new("RGBa", (1, 1), (10, 20, 30, 255))).shape == (1, 1, 4)
+    assert px(Image.new("PA", (1, 1))).shape == (1, 1, 4)
+    assert px(Image.new("CMYK", (2, 1), (0, 0, 0, 0))).tolist() == [[[255] * 3] * 2]
+
+
+def test_unreadable_pil_images_and_wrong_arrays_are_refused_naming_the_field():
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "PNG", compress_level=0)
+    broken = Image.open(io.BytesIO(buf.getvalue()[:200]))
+    with pytest.raises(CodecError, match=r"^im: cannot read pixels of PIL image RGB 64x64: \S"):
+        codecs.image_array(broken, "im")
+    with pytest.raises(CodecError, match=r"^image: 'abc' is not an image \(expected a numpy "
+                                         r"array or a PIL image\)$"):
+        codecs.image_array("abc")
+    with pytest.raises(CodecError, match=r"^im: array 2x2x5 uint8 is not an image: expected "
+                                         r"HxW, HxWx1, HxWx3 or HxWx4$"):
+        codecs.image_array(np.zeros((2, 2, 5), np.uint8), "im")
+    for shape in ((0, 3, 3), (3, 0, 3)):
+        with pytest.raises(CodecError, match=rf"^im: array {shape[0]}x{shape[1]}x3 uint8 "
+                                             r"is empty$"):
+            codecs.image_array(np.zeros(shape, np.uint8), "im")
+    with pytest.raises(CodecError, match=r"^im: array 1x1x3 int32: pixel type int32 is not "
+                                         r"supported \(use uint8, uint16, or float32 in 0\.\.1\)$"):
+        codecs.image_array(np.zeros((1, 1, 3), np.int32), "im")
+
+
+def test_image_array_dtypes():
+    assert codecs.image_array(np.array([[True, False]])).tolist() == [[[255], [0]]]
+    f32 = np.zeros((1, 1, 3), np.float32)
+    assert codecs.image_array(f32) is f32  # no copy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # beyond float32 is inf, silently (clipped later)
+        big = codecs.image_array(np.array([[1e300]]))
+    assert big.dtype == np.float32 and np.isinf(big).all()
+
+
+def test_pixel_limit_message():
+    pixels.check_pixels(16384, 16384, "im")  # at the limit: fine
+    with pytest.raises(CodecError, match=r"^im: image of 16384x16385 pixels is too large: the "
+                                         r"limit is MAX_PIXELS = 268435456 pixels "
+                                         r"\(16384x16384\)$"):
+        pixels.check_pixels(16384, 16385, "im")
+    with pytest.raises(CodecError, match="^im: frame of 1x268435457 pixels is too large"):
+        pixels.check_pixels(1, 268435457, "im", "frame")
+
+
+def test_channel_conversion_values():
+    conv = codecs.convert_channels
+    rgba = np.array([[[100, 50, 200, 7]]], np.uint8)
+    assert conv(rgba, 1).tolist() == [[[82]]]  # 29.9 + 29.35 + 22.8, rounded
+    assert conv(rgba, 2).tolist() == [[[82, 7]]]
+    assert conv(np.array([[[250, 250, 251]]], np.uint8), 1).tolist() == [[[250]]]
+    np.testing.assert_allclose(conv(np.array([[[0.1, 0.2, 0.3]]], np.float32), 1),
+                               [[[0.1815]]], rtol=1e-6)  # floats are not rounded
+    assert conv(np.array([[[9, 3]]], np.uint8), 4).tolist() == [[[9, 9, 9, 3]]]
+    assert conv(np.array([[[9]]], np.uint16), 4).tolist() == [[[9, 9, 9, 65535]]]
+    assert conv(np.array([[[9]]], np.uint8), 2).tolist() == [[[9, 255]]]
+    assert conv(np.array([[[0.5]]], np.float32), 4).tolist() == [[[0.5, 0.5, 0.5, 1.0]]]
+    assert conv(rgba, 3).tolist() == [[[100, 50, 200]]]
+
+
+def test_bit_depth_values():
+    assert codecs.to_bit_depth(np.array([0, 1, 255], np.uint8), 16).tolist() == [0, 257, 65535]
+    assert codecs.to_bit_depth(np.array([0, 128, 129, 32767, 65535], np.uint16), 8).tolist() \
+        == [0, 0, 1, 127, 255]
+    f = np.array([np.nan, np.inf, -np.inf, 0.5, 2, -1, 0.2], np.float32)
+    got8 = codecs.to_bit_depth(f, 8)
+    assert got8.dtype == np.uint8 and got8.tolist() == [0, 255, 0, 128, 255, 0, 51]
+    got16 = codecs.to_bit_depth(f, 16)
+    assert got16.dtype == np.uint16 and got16.tolist() == [0, 65535, 0, 32768, 65535, 0, 13107]
+    same = np.zeros(2, np.uint16)
+    assert codecs.to_bit_depth(same, 16) is same
+    with pytest.raises(CodecError, match=r"^bit depth 12 is not 8 or 16$"):
+        codecs.to_bit_depth(same, 12)
 
 
 # --------------------------------------------------------------------------- garbage
