@@ -15,7 +15,7 @@ CONTROLS = {
                         f"({PREFS} > Remote endpoints).",
     Kind.ONLINE_ACCESS_OFF: "In Blender: turn on Allow Online Access (Preferences > System > "
                             "Network), or choose Local process or Docker in the Run panel.",
-    Kind.CONTAINER_MEMORY: f"In Blender: raise Container memory ({PREFS} > Docker).",
+    Kind.CONTAINER_MEMORY: f"In Blender: raise Container memory ({PREFS}).",
     Kind.IMAGE_MISSING: "In Blender: or choose Local process in the Run panel.",
 }
 
